@@ -1,0 +1,148 @@
+"""Identity shared by every service: signed bearer tokens for staff and surveyors.
+
+Tokens are HS256 JWTs signed with CLAIMDESK_TOKEN_SECRET and verified locally by each
+service (no shared table). Insurer API keys are opaque and checked by intake alone. A token
+carries `jti`, so intake can revoke one; other services learn revocations from nothing yet
+and rely on short lifetimes (see docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+import jwt
+from fastapi import Depends, Request
+from pydantic import BaseModel
+
+from claimdesk.errors import Forbidden, Unauthorized
+
+Role = Literal["agent", "dispatcher", "team_lead", "supervisor", "manager", "surveyor", "admin"]
+STAFF_ROLES: tuple[Role, ...] = ("agent", "dispatcher", "team_lead", "supervisor", "manager")
+_ALGORITHM = "HS256"
+_ISSUER = "claimdesk"
+
+
+class Principal(BaseModel):
+    """Who is calling: a staff member, a surveyor, the admin, or an insurer (intake only)."""
+
+    subject: str
+    role: Role | Literal["insurer"]
+    name: str = ""
+    number: str | None = None
+    team: str | None = None
+    insurer_code: str | None = None
+    token_id: str | None = None
+
+    @property
+    def actor(self) -> str:
+        if self.role == "insurer":
+            return f"insurer:{self.insurer_code}"
+        return f"{self.role}:{self.number or self.subject}"
+
+
+def issue_token(
+    secret: str,
+    *,
+    subject: str,
+    role: Role,
+    now: datetime,
+    ttl: timedelta,
+    name: str = "",
+    number: str | None = None,
+    team: str | None = None,
+) -> tuple[str, str]:
+    """Sign a token; returns (token, token id)."""
+    jti = uuid.uuid4().hex
+    claims = {
+        "iss": _ISSUER,
+        "sub": subject,
+        "role": role,
+        "name": name,
+        "num": number,
+        "team": team,
+        "jti": jti,
+        "iat": int(now.timestamp()),
+        "exp": int((now + ttl).timestamp()),
+    }
+    return jwt.encode(claims, secret, algorithm=_ALGORITHM), jti
+
+
+def verify_token(secret: str, token: str, now: datetime | None = None) -> Principal:
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[_ALGORITHM],
+            issuer=_ISSUER,
+            options={"require": ["exp", "sub", "role"], "verify_exp": now is None},
+        )
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(f"invalid token: {exc}") from None
+    if now is not None and claims["exp"] < now.timestamp():
+        raise Unauthorized("invalid token: Signature has expired")
+    return Principal(
+        subject=claims["sub"],
+        role=claims["role"],
+        name=claims.get("name") or "",
+        number=claims.get("num"),
+        team=claims.get("team"),
+        token_id=claims.get("jti"),
+    )
+
+
+def bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    return value.strip()
+
+
+def admin_matches(expected: str | None, presented: str) -> bool:
+    return expected is not None and secrets.compare_digest(expected.encode(), presented.encode())
+
+
+def principal_from_request(request: Request) -> Principal:
+    """Verify the bearer token: the admin token, else a signed staff or surveyor token."""
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    token = bearer(request)
+    settings = request.app.state.runtime.settings
+    admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+    if admin_matches(admin, token):
+        principal = Principal(subject="admin", role="admin", name="administrator", number="admin")
+    else:
+        principal = verify_token(settings.secret(), token)
+    request.state.principal = principal
+    return principal
+
+
+def require_roles(*roles: str) -> Callable[[Request], Principal]:
+    """A dependency admitting these roles (the admin is always admitted)."""
+    allowed = set(roles) | {"admin"}
+
+    def dep(request: Request) -> Principal:
+        principal = principal_from_request(request)
+        if principal.role not in allowed:
+            raise Forbidden(f"role {principal.role} may not do this; allowed: {sorted(allowed)}")
+        return principal
+
+    return dep
+
+
+def roles(*names: str) -> object:
+    """`Annotated[Principal, roles("agent", ...)]`-style dependency marker."""
+    return Depends(require_roles(*names))
+
+
+AnyStaff = Annotated[Principal, Depends(require_roles(*STAFF_ROLES))]
+Admin = Annotated[Principal, Depends(require_roles())]
+
+
+def any_of(values: Iterable[str]) -> str:
+    return ", ".join(sorted(values))

@@ -1,0 +1,276 @@
+"""Consumers: Kafka consumer groups whose effects and 'already processed' marks commit together.
+
+For each message the consumer opens a Postgres transaction, records (consumer, event_id) in
+`processed_events` and runs the handler on the same connection. If the mark already exists
+the event was handled before (a redelivery after a crash between the database commit and the
+Kafka offset commit, or a duplicate publish) and is skipped. Offsets are committed to Kafka
+only after the database commit, so nothing is lost either.
+
+A handler that keeps failing is retried `max_attempts` times with backoff, then the message
+goes to `dead_letters` with its error and the partition moves on. A message that cannot be
+decoded goes there at once.
+
+Batches: the consumer first tries a whole fetched batch in one transaction (fast path); if any
+handler fails, the batch is rolled back and replayed one message per transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from opentelemetry import trace
+
+from claimdesk.context import caused_by
+from claimdesk.events.base import REGISTRY, Envelope
+from claimdesk.metrics import CONSUMER_LAG, EVENTS_CONSUMED
+from claimdesk.telemetry import extract_context, headers_to_carrier, tracer
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[None]]
+
+
+class _Poison(Exception):
+    def __init__(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
+        super().__init__(error)
+        self.record = record
+        self.error = error
+
+
+@dataclass
+class ConsumerSpec:
+    """What a service consumes: a name (its position and dedupe namespace), topics, a handler."""
+
+    name: str
+    topics: Sequence[str]
+    handler: Handler
+    event_types: frozenset[str] | None = None  # None: every type; others are marked and skipped
+    group_id: str | None = None
+
+
+@dataclass
+class _Decoded:
+    record: ConsumerRecord[bytes, bytes]
+    envelope: Envelope | None
+    error: str | None = None
+
+
+@dataclass
+class ConsumerStats:
+    handled: int = 0
+    skipped_duplicates: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    assigned: set[TopicPartition] = field(default_factory=set)
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        spec: ConsumerSpec,
+        pool: asyncpg.Pool,
+        consumer_factory: Callable[[str], AIOKafkaConsumer],
+        *,
+        service: str,
+        max_attempts: int = 5,
+        retry_backoff_s: float = 0.05,
+        before_offset_commit: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.pool = pool
+        self.consumer_factory = consumer_factory
+        self.service = service
+        self.max_attempts = max_attempts
+        self.retry_backoff_s = retry_backoff_s
+        self.before_offset_commit = before_offset_commit  # test hook: crash between commits
+        self.stats = ConsumerStats()
+        self.running = False
+        self.last_error: str | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    @property
+    def group_id(self) -> str:
+        return self.spec.group_id or self.spec.name
+
+    async def run(self) -> None:
+        """Consume until cancelled; reconnect with backoff when the broker goes away."""
+        backoff = 0.2
+        while True:
+            consumer = self.consumer_factory(self.group_id)
+            self._consumer = consumer
+            try:
+                await consumer.start()
+                consumer.subscribe(list(self.spec.topics))
+                self.running = True
+                backoff = 0.2
+                while True:
+                    batches = await consumer.getmany(timeout_ms=200)
+                    self.stats.assigned = set(consumer.assignment())
+                    for tp, records in batches.items():
+                        if records:
+                            await self.process(records)
+                            if self.before_offset_commit is not None:
+                                await self.before_offset_commit()
+                            await consumer.commit({tp: records[-1].offset + 1})
+                            self._update_lag(consumer, tp, records[-1].offset)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = repr(exc)
+                log.warning(
+                    "consumer failed, restarting",
+                    extra={"cd_consumer": self.spec.name, "cd_error": repr(exc)},
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                self.running = False
+                self._consumer = None
+                try:
+                    await asyncio.wait_for(consumer.stop(), timeout=5)
+                except Exception as exc:  # noqa: BLE001 - shutting down a broken client
+                    log.debug("consumer stop failed", extra={"cd_error": repr(exc)})
+
+    def _update_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        end = consumer.highwater(tp)
+        if end is not None:
+            CONSUMER_LAG.labels(self.service, self.spec.name, tp.topic, str(tp.partition)).set(
+                max(end - offset - 1, 0)
+            )
+
+    # -- processing -------------------------------------------------------------------------
+
+    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> _Decoded:
+        try:
+            if record.value is None:
+                raise ValueError("empty message")
+            return _Decoded(record, REGISTRY.decode(record.value))
+        except Exception as exc:  # noqa: BLE001 - anything undecodable is a dead letter
+            return _Decoded(record, None, f"undecodable message: {exc!r}"[:2000])
+
+    async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Handle one fetched batch: all in one transaction, else one by one."""
+        self.stats.batches += 1
+        decoded = [self._decode(r) for r in records]
+        if len(decoded) > 1 and all(d.envelope is not None for d in decoded):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    outcomes = [await self._handle(conn, d) for d in decoded]
+                for outcome in outcomes:
+                    self._count(outcome)
+                return
+            except (asyncpg.InterfaceError, OSError, ConnectionError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - fall back to one message per transaction
+                log.info(
+                    "batch failed, replaying one by one",
+                    extra={"cd_consumer": self.spec.name, "cd_error": repr(exc)},
+                )
+        for d in decoded:
+            await self._process_one(d)
+
+    async def _process_one(self, d: _Decoded) -> None:
+        if d.envelope is None:
+            await self._dead_letter(d, d.error or "undecodable", 1)
+            return
+        error = ""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    outcome = await self._handle(conn, d)
+                self._count(outcome)
+                return
+            except (asyncpg.InterfaceError, OSError, ConnectionError):
+                raise  # infrastructure, not the event: let run() reconnect and redeliver
+            except Exception as exc:  # noqa: BLE001 - the handler's failure, retried then parked
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "handler failed",
+                    extra={
+                        "cd_consumer": self.spec.name,
+                        "cd_event_id": str(d.envelope.event_id),
+                        "cd_attempt": attempt,
+                        "cd_error": error,
+                    },
+                )
+                if attempt < self.max_attempts:
+                    await asyncio.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
+        await self._dead_letter(d, error, self.max_attempts)
+
+    def _count(self, outcome: str) -> None:
+        if outcome == "handled":
+            self.stats.handled += 1
+        elif outcome == "duplicate":
+            self.stats.skipped_duplicates += 1
+        EVENTS_CONSUMED.labels(self.service, self.spec.name, outcome).inc()
+
+    async def _handle(self, conn: asyncpg.Connection, d: _Decoded) -> str:
+        """Mark and handle one event on `conn`; the outcome counts once the transaction commits."""
+        env = d.envelope
+        assert env is not None
+        fresh = await conn.fetchval(
+            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) "
+            "ON CONFLICT DO NOTHING RETURNING true",
+            self.spec.name,
+            env.event_id,
+        )
+        if not fresh:
+            return "duplicate"
+        if self.spec.event_types is not None and env.event_type not in self.spec.event_types:
+            return "ignored"
+        parent = extract_context(env.trace_context or headers_to_carrier(d.record.headers))
+        with (
+            tracer().start_as_current_span(
+                f"consume {env.event_type}", context=parent, kind=trace.SpanKind.CONSUMER
+            ) as span,
+            caused_by(correlation_id=env.correlation_id, causation_id=env.event_id, actor=None),
+        ):
+            span.set_attribute("messaging.consumer.group.name", self.spec.name)
+            span.set_attribute("messaging.message.id", str(env.event_id))
+            await self.spec.handler(conn, env)
+        return "handled"
+
+    async def _dead_letter(self, d: _Decoded, error: str, attempts: int) -> None:
+        r = d.record
+        env = d.envelope
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO dead_letters (consumer, topic, partition, "offset", key, event_id,
+                       event_type, value, error, attempts)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                   ON CONFLICT (consumer, topic, partition, "offset") DO NOTHING""",
+                self.spec.name,
+                r.topic,
+                r.partition,
+                r.offset,
+                r.key.decode(errors="replace") if r.key else None,
+                env.event_id if env else None,
+                env.event_type if env else _header(r, "event_type"),
+                r.value,
+                error[:4000],
+                attempts,
+            )
+            if env is not None:
+                await conn.execute(
+                    "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) "
+                    "ON CONFLICT DO NOTHING",
+                    self.spec.name,
+                    env.event_id,
+                )
+        self.stats.dead_lettered += 1
+        EVENTS_CONSUMED.labels(self.service, self.spec.name, "dead_letter").inc()
+        log.error(
+            "message dead-lettered",
+            extra={"cd_consumer": self.spec.name, "cd_topic": r.topic, "cd_offset": r.offset, "cd_error": error},
+        )
+
+
+def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name and value is not None:
+            return bytes(value).decode(errors="replace")
+    return None

