@@ -39,9 +39,18 @@ def render_markdown() -> str:
             context = cls.context
             lines += [f"## {context} (topic `claimdesk.{context}`)", ""]
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        lines += [f"### {cls.event_type} (v{cls.schema_version})", "", doc, "", "| field | type | required |", "|---|---|---|"]
+        lines += [
+            f"### {cls.event_type} (v{cls.schema_version})",
+            "",
+            doc,
+            "",
+            "| field | type | required |",
+            "|---|---|---|",
+        ]
         for name, f in cls.model_fields.items():
             desc = f" — {f.description}" if f.description else ""
-            lines.append(f"| `{name}` | `{_type_name(f.annotation)}`{desc} | {'yes' if f.is_required() else 'no'} |")
+            lines.append(
+                f"| `{name}` | `{_type_name(f.annotation)}`{desc} | {'yes' if f.is_required() else 'no'} |"
+            )
         lines.append("")
     return "\n".join(lines)

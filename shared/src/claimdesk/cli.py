@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import importlib
 import sys
+from functools import partial
 from typing import Any
 
 from claimdesk import SERVICES
@@ -18,7 +19,9 @@ from claimdesk.settings import Settings, load_settings
 
 def service_definition(name: str) -> Any:
     if name not in SERVICES:
-        raise SystemExit(f"claimdesk: unknown service {name!r}; choose one of {', '.join(SERVICES)}")
+        raise SystemExit(
+            f"claimdesk: unknown service {name!r}; choose one of {', '.join(SERVICES)}"
+        )
     return importlib.import_module(f"{name}.bootstrap").DEFINITION
 
 
@@ -46,7 +49,9 @@ def cmd_run(_: argparse.Namespace) -> int:
     return run(load_settings())
 
 
-async def republish_all(settings: Settings, services: list[str], from_position: int, quiet: bool = False) -> int:
+async def republish_all(
+    settings: Settings, services: list[str], from_position: int, quiet: bool = False
+) -> int:
     """Publish every stored event of `services` again, from a global position (0: all)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -67,25 +72,36 @@ async def republish_all(settings: Settings, services: list[str], from_position: 
         for name in services:
             if name not in CONTEXTS:
                 continue
-            schema = settings.schema(name)
+            schema = settings.schema_name(name)
             pool = await create_pool(settings.database_url, schema, min_size=1, max_size=2)
             try:
                 async with pool.acquire() as conn:
                     exists = await conn.fetchval(
                         "SELECT to_regclass($1) IS NOT NULL", f'"{schema}".events'
                     )
-                    count = await conn.fetchval(f'SELECT count(*) FROM "{schema}".events') if exists else 0
+                    count = (
+                        await conn.fetchval(f'SELECT count(*) FROM "{schema}".events')
+                        if exists
+                        else 0
+                    )
                 if not count:
                     continue
                 store = EventStore(producer=name, clock=SystemClock(), topic_for=settings.topic)
                 with Progress(
-                    TextColumn(f"republish {name}"), BarColumn(), TextColumn("{task.completed}/{task.total} events"),
-                    TimeElapsedColumn(), disable=quiet,
+                    TextColumn(f"republish {name}"),
+                    BarColumn(),
+                    TextColumn("{task.completed}/{task.total} events"),
+                    TimeElapsedColumn(),
+                    disable=quiet,
                 ) as bar:
                     task = bar.add_task(name, total=count)
                     total += await republish(
-                        pool, store, producer, service=name, from_position=from_position,
-                        progress=lambda n, t=task: bar.advance(t, n),
+                        pool,
+                        store,
+                        producer,
+                        service=name,
+                        from_position=from_position,
+                        progress=partial(bar.advance, task),
                     )
             finally:
                 await pool.close()
@@ -118,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("service", choices=SERVICES)
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("republish", help="publish stored events to Kafka again (refill the broker)")
-    p.add_argument("--from", dest="from_position", type=int, default=0, help="global position (0: all)")
+    p.add_argument(
+        "--from", dest="from_position", type=int, default=0, help="global position (0: all)"
+    )
     p.add_argument("--service", choices=SERVICES)
     p.set_defaults(func=cmd_republish)
     p = sub.add_parser("events-doc", help="print the event catalogue as Markdown")

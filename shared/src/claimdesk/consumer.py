@@ -20,6 +20,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from opentelemetry import trace
@@ -132,7 +133,7 @@ class EventConsumer:
                 self._consumer = None
                 try:
                     await asyncio.wait_for(consumer.stop(), timeout=5)
-                except Exception as exc:  # noqa: BLE001 - shutting down a broken client
+                except Exception as exc:
                     log.debug("consumer stop failed", extra={"cd_error": repr(exc)})
 
     def _update_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
@@ -149,7 +150,7 @@ class EventConsumer:
             if record.value is None:
                 raise ValueError("empty message")
             return _Decoded(record, REGISTRY.decode(record.value))
-        except Exception as exc:  # noqa: BLE001 - anything undecodable is a dead letter
+        except Exception as exc:
             return _Decoded(record, None, f"undecodable message: {exc!r}"[:2000])
 
     async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
@@ -165,7 +166,7 @@ class EventConsumer:
                 return
             except (asyncpg.InterfaceError, OSError, ConnectionError):
                 raise
-            except Exception as exc:  # noqa: BLE001 - fall back to one message per transaction
+            except Exception as exc:
                 log.info(
                     "batch failed, replaying one by one",
                     extra={"cd_consumer": self.spec.name, "cd_error": repr(exc)},
@@ -186,7 +187,7 @@ class EventConsumer:
                 return
             except (asyncpg.InterfaceError, OSError, ConnectionError):
                 raise  # infrastructure, not the event: let run() reconnect and redeliver
-            except Exception as exc:  # noqa: BLE001 - the handler's failure, retried then parked
+            except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 log.warning(
                     "handler failed",
@@ -265,7 +266,12 @@ class EventConsumer:
         EVENTS_CONSUMED.labels(self.service, self.spec.name, "dead_letter").inc()
         log.error(
             "message dead-lettered",
-            extra={"cd_consumer": self.spec.name, "cd_topic": r.topic, "cd_offset": r.offset, "cd_error": error},
+            extra={
+                "cd_consumer": self.spec.name,
+                "cd_topic": r.topic,
+                "cd_offset": r.offset,
+                "cd_error": error,
+            },
         )
 
 

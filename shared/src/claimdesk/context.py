@@ -39,7 +39,9 @@ def caused_by(
     base = _current.get()
     cause = Cause(
         correlation_id=correlation_id or (base.correlation_id if base else uuid.uuid4()),
-        causation_id=causation_id if causation_id is not None else (base.causation_id if base else None),
+        causation_id=causation_id
+        if causation_id is not None
+        else (base.causation_id if base else None),
         actor=actor if actor is not None else (base.actor if base else None),
     )
     token = _current.set(cause)

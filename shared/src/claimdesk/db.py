@@ -9,9 +9,6 @@ from typing import Any
 
 import asyncpg
 
-Connection = asyncpg.Connection
-Pool = asyncpg.Pool
-
 
 @dataclass(frozen=True)
 class Migration:
@@ -30,7 +27,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(url: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
+async def create_pool(
+    url: str, schema: str, *, min_size: int = 1, max_size: int = 10
+) -> asyncpg.Pool:
     """A pool whose connections resolve unqualified names in `schema` first."""
     pool = await asyncpg.create_pool(
         url,
@@ -43,7 +42,9 @@ async def create_pool(url: str, schema: str, *, min_size: int = 1, max_size: int
     return pool
 
 
-async def migrate(conn: asyncpg.Connection, schema: str, migrations: Sequence[Migration]) -> list[str]:
+async def migrate(
+    conn: asyncpg.Connection, schema: str, migrations: Sequence[Migration]
+) -> list[str]:
     """Create `schema` and apply the migrations it has not seen, in order, under a lock.
 
     Two processes starting at once serialise on an advisory lock; a database from an older

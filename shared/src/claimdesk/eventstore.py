@@ -83,6 +83,7 @@ WITH head AS (
 SELECT (SELECT actual FROM base) AS actual, (SELECT min(sequence) FROM ins) AS first_sequence
 """
 
+
 def read_columns(alias: str = "") -> str:
     """The event columns `decode_row` decodes, optionally qualified by a table alias."""
     p = f"{alias}." if alias else ""

@@ -50,7 +50,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         fields = [
-            {"field": _field_name(e.get("loc", ())), "message": e.get("msg", "invalid"), "type": e.get("type")}
+            {
+                "field": _field_name(e.get("loc", ())),
+                "message": e.get("msg", "invalid"),
+                "type": e.get("type"),
+            }
             for e in exc.errors()
         ]
         summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
@@ -59,7 +63,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"cd_path": request.url.path})
-        return JSONResponse(error_body("internal", "internal error; see the service log"), status_code=500)
+        return JSONResponse(
+            error_body("internal", "internal error; see the service log"), status_code=500
+        )
 
 
 class EdgeMiddleware:
@@ -83,12 +89,22 @@ class EdgeMiddleware:
                 return
             ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             has_body = (length not in (None, b"0")) or b"transfer-encoding" in headers
-            if has_body and ctype not in (b"application/json", b"application/x-www-form-urlencoded", b"multipart/form-data"):
-                await _reply(send, 415, "unsupported_media_type", "send Content-Type: application/json")
+            if has_body and ctype not in (
+                b"application/json",
+                b"application/x-www-form-urlencoded",
+                b"multipart/form-data",
+            ):
+                await _reply(
+                    send, 415, "unsupported_media_type", "send Content-Type: application/json"
+                )
                 return
             receive = _limited(receive, self.max_body)
 
-        carrier = {k.decode(): v.decode() for k, v in headers.items() if k in (b"traceparent", b"tracestate")}
+        carrier = {
+            k.decode(): v.decode()
+            for k, v in headers.items()
+            if k in (b"traceparent", b"tracestate")
+        }
         corr = headers.get(b"x-correlation-id")
         try:
             correlation = uuid.UUID(corr.decode()) if corr else uuid.uuid4()
@@ -100,13 +116,18 @@ class EdgeMiddleware:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-correlation-id", str(correlation).encode())]
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-correlation-id", str(correlation).encode()),
+                ]
             await send(message)
 
         start = time.perf_counter()
         with (
             tracer().start_as_current_span(
-                f"{method} {scope['path']}", context=extract_context(carrier), kind=trace.SpanKind.SERVER
+                f"{method} {scope['path']}",
+                context=extract_context(carrier),
+                kind=trace.SpanKind.SERVER,
             ) as span,
             caused_by(correlation_id=correlation, causation_id=None, actor=None),
         ):
@@ -153,7 +174,10 @@ async def _reply(send: Send, status: int, code: str, message: str) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -27,14 +28,18 @@ def _security(settings: Settings) -> dict[str, Any]:
         out["sasl_mechanism"] = settings.kafka_sasl_mechanism
         out["sasl_plain_username"] = settings.kafka_sasl_username
         out["sasl_plain_password"] = (
-            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+            settings.kafka_sasl_password.get_secret_value()
+            if settings.kafka_sasl_password
+            else None
         )
     return out
 
 
 def bootstrap(settings: Settings) -> str:
     if not settings.kafka_bootstrap:
-        raise RuntimeError("CLAIMDESK_KAFKA_BOOTSTRAP is not set (make run sets it for the embedded broker)")
+        raise RuntimeError(
+            "CLAIMDESK_KAFKA_BOOTSTRAP is not set (make run sets it for the embedded broker)"
+        )
     return settings.kafka_bootstrap
 
 
@@ -82,15 +87,13 @@ async def ensure_topics(settings: Settings, topics: Iterable[str] | None = None)
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [
                         NewTopic(t, settings.kafka_partitions, settings.kafka_replication_factor)
                         for t in missing
                     ]
                 )
-            except TopicAlreadyExistsError:
-                pass
             for _ in range(50):  # metadata settles shortly after creation
                 if set(missing) <= set(await admin.list_topics()):
                     break

@@ -77,7 +77,9 @@ class Launcher:
                 env["CLAIMDESK_TOKEN_SECRET"] = generated["token_secret"]
             if s.admin_token is None:
                 env["CLAIMDESK_ADMIN_TOKEN"] = generated["admin_token"]
-                say(f"admin      token {generated['admin_token']} (kept in {self.data_dir / 'secrets.json'})")
+                say(
+                    f"admin      token {generated['admin_token']} (kept in {self.data_dir / 'secrets.json'})"
+                )
         self.env = env
 
     def refill_broker(self) -> None:
@@ -86,9 +88,13 @@ class Launcher:
             return
         from claimdesk.cli import republish_all
 
-        settings = Settings(database_url=self.env["CLAIMDESK_DATABASE_URL"], kafka_bootstrap=self.env["CLAIMDESK_KAFKA_BOOTSTRAP"],
-                            schema_prefix=self.settings.schema_prefix, topic_prefix=self.settings.topic_prefix,
-                            kafka_partitions=self.settings.kafka_partitions)
+        settings = Settings(
+            database_url=self.env["CLAIMDESK_DATABASE_URL"],
+            kafka_bootstrap=self.env["CLAIMDESK_KAFKA_BOOTSTRAP"],
+            schema_prefix=self.settings.schema_prefix,
+            topic_prefix=self.settings.topic_prefix,
+            kafka_partitions=self.settings.kafka_partitions,
+        )
         n = asyncio.run(republish_all(settings, list(SERVICES), 0, quiet=True))
         if n:
             say(f"kafka      refilled with {n} stored events")
@@ -97,9 +103,11 @@ class Launcher:
         for name in SERVICES:
             port = self.settings.port(name)
             if port_open("127.0.0.1", port):
-                raise RuntimeError(f"port {port} for {name} is taken; set CLAIMDESK_{name.upper()}_PORT")
+                raise RuntimeError(
+                    f"port {port} for {name} is taken; set CLAIMDESK_{name.upper()}_PORT"
+                )
             log = open(self.data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115
-            self.children[name] = subprocess.Popen(  # noqa: S603 - our own interpreter
+            self.children[name] = subprocess.Popen(
                 [sys.executable, "-m", "claimdesk.cli", "serve", name],
                 env=self.env,
                 stdout=log,
@@ -116,7 +124,9 @@ class Launcher:
                 for name in sorted(pending):
                     proc = self.children[name]
                     if proc.poll() is not None:
-                        raise RuntimeError(f"{name} exited with status {proc.returncode}; see {self.data_dir}/logs/{name}.log")
+                        raise RuntimeError(
+                            f"{name} exited with status {proc.returncode}; see {self.data_dir}/logs/{name}.log"
+                        )
                     try:
                         r = client.get(f"{self.settings.url(name)}/readyz")
                         if r.status_code == 200:
@@ -136,8 +146,7 @@ class Launcher:
             url = self.settings.url(name)
             say(f"  {name:<11} {url}   docs {url}/docs")
         say(f"  dashboard   {self.settings.url('analytics')}/")
-        creds = self.data_dir / "credentials.txt"
-        if creds.exists():
+        for creds in sorted(self.data_dir.glob("credentials-*.txt")):
             say("\n" + creds.read_text().rstrip())
         say(f"\nlogs in {self.data_dir / 'logs'}; Ctrl-C stops everything.")
 
@@ -145,7 +154,9 @@ class Launcher:
         while True:
             for name, proc in self.children.items():
                 if proc.poll() is not None:
-                    say(f"{name} stopped unexpectedly (status {proc.returncode}); see {self.data_dir}/logs/{name}.log")
+                    say(
+                        f"{name} stopped unexpectedly (status {proc.returncode}); see {self.data_dir}/logs/{name}.log"
+                    )
                     return 1
             time.sleep(0.5)
 
@@ -178,7 +189,7 @@ def _raise_stop(signum: int, _: types.FrameType | None) -> None:
 
 
 def _redact(url: str) -> str:
-    if "@" in url and ":" in url.split("@")[0]:
+    if "@" in url and ":" in url.split("@", maxsplit=1)[0]:
         head, tail = url.split("@", 1)
         return head.rsplit(":", 1)[0] + ":***@" + tail
     return url

@@ -14,13 +14,19 @@ HTTP_LATENCY = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 EVENTS_APPENDED = Counter("claimdesk_events_appended_total", "Events appended", ["service"])
-EVENTS_PUBLISHED = Counter("claimdesk_events_published_total", "Events published to Kafka", ["service"])
+EVENTS_PUBLISHED = Counter(
+    "claimdesk_events_published_total", "Events published to Kafka", ["service"]
+)
 OUTBOX_BACKLOG = Gauge("claimdesk_outbox_backlog", "Outbox rows not yet published", ["service"])
 EVENTS_CONSUMED = Counter(
-    "claimdesk_events_consumed_total", "Events handled by a consumer", ["service", "consumer", "outcome"]
+    "claimdesk_events_consumed_total",
+    "Events handled by a consumer",
+    ["service", "consumer", "outcome"],
 )
 CONSUMER_LAG = Gauge(
-    "claimdesk_consumer_lag", "Messages behind the end of the partition", ["service", "consumer", "topic", "partition"]
+    "claimdesk_consumer_lag",
+    "Messages behind the end of the partition",
+    ["service", "consumer", "topic", "partition"],
 )
 DEAD_LETTERS = Gauge("claimdesk_dead_letters", "Rows in the dead-letter table", ["service"])
 OPEN_TIMERS = Gauge("claimdesk_open_timers", "Stored deadlines not yet fired", ["service"])

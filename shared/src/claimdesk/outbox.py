@@ -23,8 +23,8 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 
-from claimdesk.eventstore import START, EventStore, Position, decode_row, read_columns
 from claimdesk.events.base import Envelope
+from claimdesk.eventstore import START, EventStore, Position, decode_row, read_columns
 from claimdesk.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
 from claimdesk.telemetry import extract_context, tracer
 
@@ -99,7 +99,9 @@ class OutboxRelay:
                         await self._lead()
                     finally:
                         self.is_leader = False
-                        await lock_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self.lock_key)
+                        await lock_conn.execute(
+                            "SELECT pg_advisory_unlock(hashtext($1))", self.lock_key
+                        )
             except asyncio.CancelledError:
                 raise
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -149,7 +151,9 @@ class OutboxRelay:
                 OUTBOX_BACKLOG.labels(self.service).set(0)
                 return 0
             await publish_batch(producer, [(r["topic"], decode_row(r)) for r in rows], self.service)
-            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+            await conn.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
             self.broker_ok = True
             self.published += len(rows)
             OUTBOX_BACKLOG.labels(self.service).set(
@@ -165,7 +169,7 @@ class OutboxRelay:
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:
     try:
         await asyncio.wait_for(producer.stop(), timeout=5)
-    except Exception as exc:  # noqa: BLE001 - best effort on a broken connection
+    except Exception as exc:
         log.debug("producer stop failed", extra={"cd_error": repr(exc)})
 
 

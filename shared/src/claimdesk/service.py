@@ -69,7 +69,7 @@ class Runtime:
         self.name = definition.name
         self.settings = settings
         self.clock = clock
-        self.schema = settings.schema(definition.name)
+        self.schema = settings.schema_name(definition.name)
         self.store = EventStore(producer=definition.name, clock=clock, topic_for=settings.topic)
         self.extras: dict[str, Any] = {}
         self._pool: asyncpg.Pool | None = None
@@ -104,10 +104,16 @@ class Runtime:
     async def start(self) -> None:
         s = self.settings
         if not s.database_url:
-            raise RuntimeError("CLAIMDESK_DATABASE_URL is not set (make run sets it for embedded Postgres)")
-        self._pool = await create_pool(s.database_url, self.schema, min_size=s.db_pool_min, max_size=s.db_pool_max)
+            raise RuntimeError(
+                "CLAIMDESK_DATABASE_URL is not set (make run sets it for embedded Postgres)"
+            )
+        self._pool = await create_pool(
+            s.database_url, self.schema, min_size=s.db_pool_min, max_size=s.db_pool_max
+        )
         async with self._pool.acquire() as conn:
-            applied = await migrate(conn, self.schema, [*CORE_MIGRATIONS, *self.definition.migrations])
+            applied = await migrate(
+                conn, self.schema, [*CORE_MIGRATIONS, *self.definition.migrations]
+            )
         if applied:
             log.info("migrations applied", extra={"cd_schema": self.schema, "cd_applied": applied})
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
@@ -153,7 +159,9 @@ class Runtime:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("broker not reachable yet", extra={"cd_error": repr(exc), "cd_retry_s": delay})
+                log.warning(
+                    "broker not reachable yet", extra={"cd_error": repr(exc), "cd_retry_s": delay}
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self.kafka_ready = True
@@ -184,8 +192,10 @@ class Runtime:
         try:
             async with self.pool.acquire(timeout=2) as conn:
                 await conn.fetchval("SELECT 1")
-                DEAD_LETTERS.labels(self.name).set(await conn.fetchval("SELECT count(*) FROM dead_letters"))
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
+                DEAD_LETTERS.labels(self.name).set(
+                    await conn.fetchval("SELECT count(*) FROM dead_letters")
+                )
+        except Exception as exc:
             problems.append(f"postgres unreachable: {exc!r}")
         if not await _broker_reachable(bootstrap(self.settings)):
             problems.append(f"broker unreachable at {self.settings.kafka_bootstrap}")
@@ -193,7 +203,10 @@ class Runtime:
             problems.append("topics not created yet")
         for c in self.consumers:
             if not c.running:
-                problems.append(f"consumer {c.spec.name} not running" + (f": {c.last_error}" if c.last_error else ""))
+                problems.append(
+                    f"consumer {c.spec.name} not running"
+                    + (f": {c.last_error}" if c.last_error else "")
+                )
         for t in self._tasks:
             if t.done() and not t.cancelled() and t.exception() is not None:
                 problems.append(f"task {t.get_name()} died: {t.exception()!r}")
@@ -205,7 +218,8 @@ async def _broker_reachable(bootstrap_servers: str) -> bool:
         parts = urlsplit(f"//{server.strip()}")
         try:
             _, writer = await asyncio.wait_for(
-                asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 9092), timeout=1.0
+                asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 9092),
+                timeout=1.0,
             )
             writer.close()
             with contextlib.suppress(Exception):
@@ -240,13 +254,21 @@ def build_app(
         description=definition.description,
         version="0.1.0",
         lifespan=lifespan,
-        openapi_tags=[*definition.openapi_tags, {"name": "ops", "description": "Health, readiness, metrics"}],
+        openapi_tags=[
+            *definition.openapi_tags,
+            {"name": "ops", "description": "Health, readiness, metrics"},
+        ],
     )
     app.state.runtime = runtime
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, service=definition.name)
 
-    @app.get("/healthz", tags=["ops"], summary="Alive", responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})
+    @app.get(
+        "/healthz",
+        tags=["ops"],
+        summary="Alive",
+        responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}},
+    )
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": definition.name}
 
@@ -256,13 +278,25 @@ def build_app(
         summary="Ready: Postgres and broker reachable, consumers running",
         responses={
             200: {"content": {"application/json": {"example": {"status": "ready"}}}},
-            503: {"content": {"application/json": {"example": {"status": "not_ready", "reasons": ["broker unreachable at 127.0.0.1:19092"]}}}},
+            503: {
+                "content": {
+                    "application/json": {
+                        "example": {
+                            "status": "not_ready",
+                            "reasons": ["broker unreachable at 127.0.0.1:19092"],
+                        }
+                    }
+                }
+            },
         },
     )
     async def readyz(request: Request) -> JSONResponse:
         problems = await request.app.state.runtime.readiness()
         if problems:
-            return JSONResponse({"status": "not_ready", "service": definition.name, "reasons": problems}, status_code=503)
+            return JSONResponse(
+                {"status": "not_ready", "service": definition.name, "reasons": problems},
+                status_code=503,
+            )
         return JSONResponse({"status": "ready", "service": definition.name})
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=Response)

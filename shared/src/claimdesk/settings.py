@@ -50,9 +50,7 @@ class Settings(BaseSettings):
     kafka_enable_idempotence: bool = False  # Tansu cannot; real Kafka should (True in prod)
     kafka_session_timeout_ms: int = Field(2000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(300, ge=100)
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
-        "PLAINTEXT"
-    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
@@ -80,7 +78,7 @@ class Settings(BaseSettings):
     def port(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))
 
-    def schema(self, service: str) -> str:
+    def schema_name(self, service: str) -> str:
         return f"{self.schema_prefix}{service}"
 
     def topic(self, context: str) -> str:

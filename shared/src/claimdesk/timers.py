@@ -103,7 +103,7 @@ class TimerScheduler:
         if row is None or row["next"] is None:
             return self.poll_s
         wait = (row["next"] - self.clock.now()).total_seconds()
-        return min(max(wait, 0.005), self.poll_s)
+        return float(min(max(wait, 0.005), self.poll_s))
 
     async def fire_due(self) -> int:
         """Fire every timer due now (in batches); returns how many fired."""
@@ -112,13 +112,13 @@ class TimerScheduler:
         async with self.pool.acquire() as conn:
             try:
                 async with conn.transaction():
-                    rows = await self._claim(conn, now, kinds)
-                    for row in rows:
+                    due = await self._claim(conn, now, kinds)
+                    for row in due:
                         await self._fire(conn, row, now)
-                    return len(rows)
+                    return len(due)
             except (asyncpg.InterfaceError, OSError):
                 raise
-            except Exception as exc:  # noqa: BLE001 - one bad timer: fire the batch one by one
+            except Exception as exc:
                 log.info("timer batch failed, firing one by one", extra={"cd_error": repr(exc)})
             fired = 0
             failed: list[str] = []
@@ -133,7 +133,7 @@ class TimerScheduler:
                         fired += 1
                 except (asyncpg.InterfaceError, OSError):
                     raise
-                except Exception as exc:  # noqa: BLE001 - record, skip for this pass, move on
+                except Exception as exc:
                     if not rows:
                         raise
                     failed.append(rows[0]["timer_id"])

@@ -112,7 +112,9 @@ class Registry:
     def upcast(self, event_type: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
         cls = self.get(event_type)
         if version > cls.schema_version:
-            raise UnknownEvent(f"{event_type} v{version} is newer than this code (v{cls.schema_version})")
+            raise UnknownEvent(
+                f"{event_type} v{version} is newer than this code (v{cls.schema_version})"
+            )
         while version < cls.schema_version:
             try:
                 payload = self._upcasters[(event_type, version)](payload)

@@ -29,7 +29,7 @@ from claimdesk.embedded import EmbeddedPostgres, TansuBroker, free_port
 from claimdesk.service import Runtime, ServiceDefinition, build_app
 from claimdesk.settings import Settings
 
-TEST_SECRET = "test-secret-0123456789abcdefghijklmnop"
+TEST_SECRET = "test-secret-0123456789abcdefghijklmnop"  # noqa: S105 - tests only
 TEST_ADMIN = "test-admin-token-0123456789abcdef"
 
 
@@ -73,7 +73,9 @@ def names() -> dict[str, str]:
     return {"schema_prefix": f"{tag}_", "topic_prefix": f"{tag}."}
 
 
-def make_settings(pg_url: str, kafka_bootstrap: str, names: dict[str, str], **overrides: Any) -> Settings:
+def make_settings(
+    pg_url: str, kafka_bootstrap: str, names: dict[str, str], **overrides: Any
+) -> Settings:
     values: dict[str, Any] = {
         "environment": "test",
         "database_url": pg_url,
@@ -162,7 +164,9 @@ async def wait_until_ready(client: httpx.AsyncClient, name: str, timeout: float 
 
 
 @pytest.fixture
-def start_service(settings: Settings) -> Callable[..., contextlib.AbstractAsyncContextManager[RunningService]]:
+def start_service(
+    settings: Settings,
+) -> Callable[..., contextlib.AbstractAsyncContextManager[RunningService]]:
     """`async with start_service(DEFINITION) as svc:` with this test's settings by default."""
 
     def _start(
@@ -173,7 +177,9 @@ def start_service(settings: Settings) -> Callable[..., contextlib.AbstractAsyncC
     return _start
 
 
-async def eventually(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+async def eventually(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05
+) -> Any:
     """Await until `predicate()` (sync or async) returns a truthy value; return it."""
     deadline = asyncio.get_running_loop().time() + timeout
     last: Any = None
@@ -186,3 +192,41 @@ async def eventually(predicate: Callable[[], Any], timeout: float = 10.0, interv
         if asyncio.get_running_loop().time() >= deadline:
             raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
         await asyncio.sleep(interval)
+
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(os.environ.get("CLAIMDESK_TEST_ARTIFACTS", "test-artifacts"))
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[Any]:
+    """A Playwright page in Debian's headless Chromium (/usr/bin/chromium), phone-sized."""
+    from playwright.async_api import async_playwright
+
+    executable = os.environ.get("CLAIMDESK_CHROMIUM", "/usr/bin/chromium")
+    if not Path(executable).exists():
+        pytest.fail(f"{executable} is missing: `make browser` installs Debian's chromium")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        context = await browser.new_context(viewport={"width": 412, "height": 860})
+        pg = await context.new_page()
+        try:
+            yield pg
+        finally:
+            await context.close()
+            await browser.close()
+
+
+def artifact_path(name: str) -> Path:
+    """Where a test keeps a screenshot or report (test-artifacts/ by default)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / name

@@ -1,0 +1,1 @@
+"""Fixtures live in the claimdesk.testing plugin (loaded from pyproject's addopts)."""

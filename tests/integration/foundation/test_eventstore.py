@@ -1,0 +1,197 @@
+"""Event store contract against real Postgres: concurrency, commit-order reads, upcasting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+
+import pytest
+from claimdesk.db import CORE_MIGRATIONS, create_pool, migrate
+from claimdesk.events.intake import CaseReported
+from claimdesk.eventstore import ANY, START, ConcurrencyConflict
+from claimdesk.settings import Settings
+
+from tests.support import case_reported, corrected, store_in_schema
+
+
+async def test_append_and_read_stream(settings: Settings) -> None:
+    async with store_in_schema(settings) as (pool, store), pool.acquire() as conn:
+        envs = await store.append(
+            conn, "case-1", [case_reported("case-1"), corrected("case-1", 1)], 0
+        )
+        assert [e.sequence for e in envs] == [1, 2]
+        read = await store.read_stream(conn, "case-1")
+        assert [e.event_id for e in read] == [e.event_id for e in envs]
+        assert isinstance(read[0].payload, CaseReported)
+        assert read[0].key == "case-1"
+        assert await store.stream_version(conn, "case-1") == 2
+        # outbox rows were written with the events
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 2
+
+
+@pytest.mark.parametrize("expected", [0, 1, 3, 5])
+async def test_wrong_expected_version_is_a_typed_conflict(
+    settings: Settings, expected: int
+) -> None:
+    async with store_in_schema(settings) as (pool, store), pool.acquire() as conn:
+        await store.append(conn, "s", [corrected("s", i) for i in range(2)], 0)
+        with pytest.raises(ConcurrencyConflict) as info:
+            await store.append(conn, "s", [corrected("s", 9)], expected)
+        assert info.value.stream_id == "s"
+        assert await store.stream_version(conn, "s") == 2
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 2  # nothing half-written
+
+
+async def test_append_is_atomic_with_the_callers_transaction(settings: Settings) -> None:
+    async with store_in_schema(settings) as (pool, store), pool.acquire() as conn:
+        with pytest.raises(RuntimeError):
+            async with conn.transaction():
+                await store.append(conn, "s", [corrected("s", 1)], 0)
+                raise RuntimeError("handler failed after appending")
+        assert await store.stream_version(conn, "s") == 0
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def test_concurrent_appends_to_one_stream_one_wins(settings: Settings) -> None:
+    async with store_in_schema(settings) as (pool, store):
+        async with pool.acquire() as conn:
+            await store.append(conn, "s", [corrected("s", 0)], 0)
+
+        async def attempt(i: int) -> bool:
+            async with pool.acquire() as conn:
+                try:
+                    await store.append(conn, "s", [corrected("s", i)], 1)
+                    return True
+                except ConcurrencyConflict:
+                    return False
+
+        results = await asyncio.gather(*(attempt(i) for i in range(8)))
+        assert results.count(True) == 1
+        async with pool.acquire() as conn:
+            assert await store.stream_version(conn, "s") == 2
+
+
+async def test_any_version_appends_at_the_end(settings: Settings) -> None:
+    async with store_in_schema(settings) as (pool, store), pool.acquire() as conn:
+        await store.append(conn, "s", [corrected("s", 0)], ANY)
+        envs = await store.append(conn, "s", [corrected("s", 1)], ANY)
+        assert envs[0].sequence == 2
+
+
+async def test_reader_never_skips_a_slow_committer(settings: Settings) -> None:
+    """8 writers hold their transactions open for random times after appending, so positions
+    commit out of order; a concurrent reader must still see every event exactly once."""
+    writers, per_writer = 8, 25
+    async with store_in_schema(settings) as (pool, store):
+        done = asyncio.Event()
+        seen: list[uuid.UUID] = []
+
+        async def writer(w: int) -> None:
+            rng = random.Random(w)
+            for i in range(per_writer):
+                async with pool.acquire() as conn, conn.transaction():
+                    await store.append(
+                        conn, f"w{w}-{i}", [corrected(f"w{w}-{i}", i)] * rng.randint(1, 3), 0
+                    )
+                    await asyncio.sleep(rng.random() * 0.02)
+
+        async def reader() -> None:
+            pos = START
+            async with pool.acquire() as conn:
+                while True:
+                    finished = done.is_set()
+                    batch = await store.read_all(conn, pos, limit=50)
+                    for item in batch:
+                        seen.append(item.envelope.event_id)
+                        pos = item.position
+                    if finished and not batch:
+                        return
+                    await asyncio.sleep(0.001)
+
+        reading = asyncio.create_task(reader())
+        await asyncio.gather(*(writer(w) for w in range(writers)))
+        done.set()
+        await asyncio.wait_for(reading, 30)
+        async with pool.acquire() as conn:
+            stored = [r["event_id"] for r in await conn.fetch("SELECT event_id FROM events")]
+        assert len(seen) == len(set(seen)), "an event was read twice"
+        assert set(seen) == set(stored), f"reader skipped {len(set(stored) - set(seen))} events"
+
+
+async def test_naive_position_reader_would_skip(settings: Settings) -> None:
+    """Shows the gap the commit-order read solves: a higher position commits first."""
+    async with store_in_schema(settings) as (pool, store):
+        slow = await pool.acquire()
+        fast = await pool.acquire()
+        try:
+            tx = slow.transaction()
+            await tx.start()
+            await store.append(
+                slow, "slow", [corrected("slow", 1)], 0
+            )  # lower position, uncommitted
+            await store.append(
+                fast, "fast", [corrected("fast", 1)], 0
+            )  # higher position, committed
+            naive = await fast.fetch("SELECT global_position FROM events ORDER BY global_position")
+            assert len(naive) == 1  # a position reader would move past the slow one now
+            assert await store.read_all(fast, START) == []  # ours waits for the slow transaction
+            await tx.commit()
+            after = await store.read_all(fast, START)
+            assert [e.envelope.stream_id for e in after] == ["slow", "fast"]
+        finally:
+            await pool.release(slow)
+            await pool.release(fast)
+
+
+async def test_stored_v1_event_is_read_as_v2(settings: Settings) -> None:
+    async with store_in_schema(settings) as (pool, store), pool.acquire() as conn:
+        v1 = case_reported("case-v1").model_dump(mode="json")
+        v1["location"] = v1.pop("loss_address")
+        del v1["loss_lat"], v1["loss_lon"]
+        meta = {"producer": "intake", "correlation_id": str(uuid.uuid4()), "key": "case-v1"}
+        await conn.execute(
+            """INSERT INTO events (stream_id, sequence, event_id, event_type, schema_version,
+                                   occurred_at, recorded_at, meta, payload)
+               VALUES ('case-v1', 1, $1, 'CaseReported', 1, now(), now(), $2, $3)""",
+            uuid.uuid4(),
+            meta,
+            v1,
+        )
+        [env] = await store.read_stream(conn, "case-v1")
+        assert env.schema_version == 2
+        assert isinstance(env.payload, CaseReported)
+        assert env.payload.loss_address == "上海市浦东新区世纪大道 100 号"
+        assert env.payload.loss_lat is None
+        # the same upcast applies to a published v1 message
+        from claimdesk.events import REGISTRY
+
+        wire = json.loads(env.model_dump_json())
+        wire["schema_version"] = 1
+        wire["payload"] = v1
+        assert REGISTRY.decode(json.dumps(wire)).payload == env.payload
+
+
+async def test_migrations_upgrade_an_older_database_in_place(settings: Settings) -> None:
+    assert settings.database_url
+    schema = settings.schema_name("upgrade")
+    pool = await create_pool(settings.database_url, schema)
+    try:
+        async with pool.acquire() as conn:
+            assert await migrate(conn, schema, CORE_MIGRATIONS[:1]) == ["core/0001_event_store"]
+            store_row = await conn.execute(
+                """INSERT INTO events (stream_id, sequence, event_id, event_type, schema_version,
+                       occurred_at, recorded_at, meta, payload)
+                   VALUES ('x', 1, $1, 'CaseCancelled', 1, now(), now(), '{}', '{}')""",
+                uuid.uuid4(),
+            )
+            assert store_row == "INSERT 0 1"
+            assert await migrate(conn, schema, CORE_MIGRATIONS) == [
+                "core/0002_consumers_and_timers"
+            ]
+            assert await migrate(conn, schema, CORE_MIGRATIONS) == []
+            assert await conn.fetchval("SELECT count(*) FROM events") == 1
+            assert await conn.fetchval("SELECT to_regclass('timers') IS NOT NULL")
+    finally:
+        await pool.close()

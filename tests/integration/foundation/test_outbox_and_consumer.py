@@ -1,0 +1,218 @@
+"""Outbox relay and consumer against the real broker and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from claimdesk.consumer import ConsumerSpec, EventConsumer
+from claimdesk.events.base import Envelope
+from claimdesk.kafka import ensure_topics, make_consumer, make_producer
+from claimdesk.outbox import OutboxRelay, republish
+from claimdesk.settings import Settings
+from claimdesk.testing.plugin import eventually
+
+from tests.support import case_reported, corrected, read_topic, store_in_schema
+
+
+def relay_for(pool: asyncpg.Pool, settings: Settings, factory=None) -> OutboxRelay:  # type: ignore[no-untyped-def]
+    return OutboxRelay(
+        pool,
+        factory or (lambda: make_producer(settings, "t-relay")),
+        service="intake",
+        lock_key=f"relay:{settings.schema_prefix}",
+        poll_s=0.01,
+        max_backoff_s=0.3,
+    )
+
+
+async def append_cases(pool: asyncpg.Pool, store, cases: int, steps: int) -> None:  # type: ignore[no-untyped-def]
+    for c in range(cases):
+        async with pool.acquire() as conn:
+            await store.append(conn, f"case-{c}", [case_reported(f"case-{c}")], 0)
+    for s in range(1, steps + 1):
+        for c in range(cases):
+            async with pool.acquire() as conn:
+                await store.append(conn, f"case-{c}", [corrected(f"case-{c}", s)], s)
+
+
+async def test_relay_publishes_in_order_keyed_by_case_with_headers(settings: Settings) -> None:
+    await ensure_topics(settings)
+    topic = settings.topic("intake")
+    async with store_in_schema(settings) as (pool, store):
+        await append_cases(pool, store, cases=6, steps=4)
+        relay = relay_for(pool, settings)
+        task = asyncio.create_task(relay.run())
+        try:
+            await eventually(lambda: relay.published == 30)
+            assert await relay.backlog() == 0
+        finally:
+            task.cancel()
+        records = await read_topic(settings, topic, 30)
+    assert len(records) == 30
+    per_key: dict[str, list[int]] = defaultdict(list)
+    partitions: dict[str, set[int]] = defaultdict(set)
+    for r in records:
+        body = json.loads(r.value)
+        key = r.key.decode()
+        assert key == body["payload"]["case_id"]
+        headers = dict(r.headers)
+        assert headers["event_type"].decode() == body["event_type"]
+        assert headers["event_id"].decode() == body["event_id"]
+        per_key[key].append(body["sequence"])
+        partitions[key].add(r.partition)
+    for key, seqs in per_key.items():
+        assert seqs == sorted(seqs) == list(range(1, 6)), key
+        assert len(partitions[key]) == 1
+
+
+async def test_relay_survives_an_unreachable_broker(settings: Settings) -> None:
+    """Broker down: rows stay, the relay backs off; broker back: all published, in order."""
+    await ensure_topics(settings)
+    broker_up = asyncio.Event()
+
+    def factory() -> AIOKafkaProducer:
+        if broker_up.is_set():
+            return make_producer(settings, "t-relay")
+        return AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", request_timeout_ms=300)
+
+    async with store_in_schema(settings) as (pool, store):
+        relay = relay_for(pool, settings, factory)
+        task = asyncio.create_task(relay.run())
+        try:
+            await append_cases(pool, store, cases=3, steps=2)
+            await eventually(lambda: relay.last_error is not None, timeout=10)
+            assert await relay.backlog() == 9  # nothing lost while the broker is away
+            broker_up.set()
+            await eventually(lambda: relay.published == 9, timeout=15)
+        finally:
+            task.cancel()
+        records = await read_topic(settings, settings.topic("intake"), 9)
+    per_key: dict[str, list[int]] = defaultdict(list)
+    for r in records:
+        per_key[r.key.decode()].append(json.loads(r.value)["sequence"])
+    assert all(v == [1, 2, 3] for v in per_key.values()), per_key
+
+
+async def test_republish_from_zero_refills_a_topic(settings: Settings) -> None:
+    await ensure_topics(settings)
+    async with store_in_schema(settings) as (pool, store):
+        await append_cases(pool, store, cases=4, steps=1)
+        producer = make_producer(settings, "t-republish")
+        await producer.start()
+        try:
+            assert await republish(pool, store, producer, service="intake") == 8
+        finally:
+            await producer.stop()
+        records = await read_topic(settings, settings.topic("intake"), 8)
+    assert len(records) == 8
+
+
+class Crash(BaseException):
+    """Stands for the process dying between the database commit and the offset commit."""
+
+
+async def test_redelivery_after_crash_counts_nothing_twice(settings: Settings) -> None:
+    await ensure_topics(settings)
+    async with store_in_schema(settings, "analytics") as (pool, store):
+        async with pool.acquire() as conn:
+            await conn.execute("CREATE TABLE tally (case_id text PRIMARY KEY, n int NOT NULL)")
+
+        async def count(conn: asyncpg.Connection, env: Envelope) -> None:
+            await conn.execute(
+                "INSERT INTO tally VALUES ($1, 1) ON CONFLICT (case_id) DO UPDATE SET n = tally.n + 1",
+                env.key,
+            )
+
+        spec = ConsumerSpec(
+            "tally", [settings.topic("intake")], count, group_id=f"{settings.topic_prefix}tally"
+        )
+
+        async def crash() -> None:
+            raise Crash
+
+        first = EventConsumer(
+            spec,
+            pool,
+            lambda g: make_consumer(settings, g),
+            service="t",
+            before_offset_commit=crash,
+        )
+        producer_store = store
+        async with pool.acquire() as conn:
+            for c in range(5):
+                await producer_store.append(conn, f"c{c}", [case_reported(f"c{c}")], 0)
+        relay = relay_for(pool, settings)
+        relay_task = asyncio.create_task(relay.run())
+        with pytest.raises(Crash):
+            await asyncio.wait_for(first.run(), 30)
+        crashed_handled = first.stats.handled
+        assert crashed_handled >= 1
+        second = EventConsumer(spec, pool, lambda g: make_consumer(settings, g), service="t")
+        task = asyncio.create_task(second.run())
+        try:
+
+            async def all_counted() -> bool:
+                async with pool.acquire() as conn:
+                    return bool(await conn.fetchval("SELECT count(*) = 5 FROM tally"))
+
+            await eventually(all_counted, timeout=20)
+            await eventually(lambda: second.stats.skipped_duplicates >= crashed_handled, timeout=10)
+        finally:
+            task.cancel()
+            relay_task.cancel()
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT sum(n) FROM tally") == 5
+
+
+async def test_failing_event_and_malformed_message_go_to_dead_letters(settings: Settings) -> None:
+    await ensure_topics(settings)
+    topic = settings.topic("intake")
+    async with store_in_schema(settings, "analytics") as (pool, store):
+        handled: list[str] = []
+
+        async def handler(conn: asyncpg.Connection, env: Envelope) -> None:
+            if env.key == "poison":
+                raise ValueError("cannot fold this")
+            handled.append(env.key)
+
+        spec = ConsumerSpec("dlq", [topic], handler, group_id=f"{settings.topic_prefix}dlq")
+        consumer = EventConsumer(
+            spec,
+            pool,
+            lambda g: make_consumer(settings, g),
+            service="t",
+            max_attempts=3,
+            retry_backoff_s=0.01,
+        )
+        producer = make_producer(settings, "t-raw")
+        await producer.start()
+        try:
+            good_before = case_reported("ok-1")
+            async with pool.acquire() as conn:
+                await store.append(conn, "poison", [case_reported("poison")], 0)
+                await store.append(conn, "ok-1", [good_before], 0)
+            await (await producer.send(topic, b"{not json", key=b"ok-1"))
+            async with pool.acquire() as conn:
+                await store.append(conn, "ok-2", [case_reported("ok-2")], 0)
+            async with pool.acquire() as conn:
+                await republish(pool, store, producer, service="intake")
+        finally:
+            await producer.stop()
+        task = asyncio.create_task(consumer.run())
+        try:
+            await eventually(lambda: {"ok-1", "ok-2"} <= set(handled), timeout=20)
+            await eventually(lambda: consumer.stats.dead_lettered == 2, timeout=10)
+        finally:
+            task.cancel()
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT key, event_type, error, attempts FROM dead_letters ORDER BY id"
+            )
+        errors = {r["key"]: r for r in rows}
+        assert errors["poison"]["attempts"] == 3 and "cannot fold this" in errors["poison"]["error"]
+        assert "undecodable" in errors["ok-1"]["error"]
