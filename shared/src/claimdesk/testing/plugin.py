@@ -213,7 +213,7 @@ async def page() -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     executable = os.environ.get("CLAIMDESK_CHROMIUM", "/usr/bin/chromium")
-    if not os.path.exists(executable):  # noqa: PTH110 - cheap, once per test
+    if not os.path.exists(executable):
         pytest.fail(f"{executable} is missing: `make browser` installs Debian's chromium")
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
