@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -213,7 +214,7 @@ async def page() -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     executable = os.environ.get("CLAIMDESK_CHROMIUM", "/usr/bin/chromium")
-    if not os.path.exists(executable):
+    if shutil.which(executable) is None:
         pytest.fail(f"{executable} is missing: `make browser` installs Debian's chromium")
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
