@@ -69,10 +69,11 @@ class Settings(BaseSettings):
         if self.environment == "prod":
             for name in ("admin_token", "token_secret"):
                 value = getattr(self, name)
+                env = f"CLAIMDESK_{name.upper()}"
                 if value is None or value.get_secret_value() in _WEAK_SECRETS:
-                    raise ValueError(f"{name} must be set to a strong secret in production")
+                    raise ValueError(f"{env} must be set to a strong secret in production")
                 if len(value.get_secret_value()) < 24:
-                    raise ValueError(f"{name} must be at least 24 characters in production")
+                    raise ValueError(f"{env} must be at least 24 characters in production")
         return self
 
     def port(self, service: str) -> int:
@@ -98,8 +99,10 @@ def describe_error(exc: ValidationError) -> str:
     """One line naming the first bad setting, as the environment variable a user sets."""
     err = exc.errors()[0]
     loc = [str(p) for p in err.get("loc", ()) if p != "__root__"]
-    name = f"CLAIMDESK_{loc[0].upper()}" if loc else "settings"
-    return f"invalid setting {name}: {err.get('msg', 'invalid value')}"
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    if not loc:
+        return f"invalid settings: {msg}"
+    return f"invalid setting CLAIMDESK_{loc[0].upper()}: {msg}"
 
 
 def load_settings(**overrides: object) -> Settings:
