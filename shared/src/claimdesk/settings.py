@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     complaints_port: int = Field(DEFAULT_PORTS["complaints"], ge=1, le=65535)
     analytics_port: int = Field(DEFAULT_PORTS["analytics"], ge=1, le=65535)
     kafka_port: int = Field(19092, ge=1, le=65535, description="embedded broker port")
+    # Where other services reach a service (containers, Kubernetes); unset: host and port above.
+    intake_url: str | None = None
+    dispatch_url: str | None = None
+    complaints_url: str | None = None
+    analytics_url: str | None = None
 
     database_url: str | None = Field(None, description="external Postgres; unset: embedded")
     kafka_bootstrap: str | None = Field(None, description="external Kafka; unset: embedded Tansu")
@@ -86,6 +91,9 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}claimdesk.{context}"
 
     def url(self, service: str) -> str:
+        override = getattr(self, f"{service}_url", None)
+        if override:
+            return str(override).rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
         return f"http://{host}:{self.port(service)}"
 
