@@ -99,8 +99,13 @@ CORE_MIGRATIONS: list[Migration] = [
             schema_version int NOT NULL,
             occurred_at timestamptz NOT NULL,
             recorded_at timestamptz NOT NULL,
-            meta jsonb NOT NULL,
-            payload jsonb NOT NULL,
+            producer text NOT NULL,
+            correlation_id uuid NOT NULL,
+            causation_id uuid,
+            actor text,
+            key text NOT NULL,
+            trace_context jsonb,
+            payload json NOT NULL,
             PRIMARY KEY (stream_id, sequence)
         );
         CREATE INDEX events_commit_order ON events (tx_id, global_position);

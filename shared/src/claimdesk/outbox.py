@@ -17,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 
-from claimdesk.events.base import Envelope
-from claimdesk.eventstore import START, EventStore, Position, decode_row, read_columns
+from claimdesk.events.base import REGISTRY
+from claimdesk.eventstore import START, EventStore, Position, read_columns, wire_message
 from claimdesk.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
 from claimdesk.telemetry import extract_context, tracer
 
@@ -39,25 +40,30 @@ LIMIT $1
 """
 
 
-async def publish_batch(
-    producer: AIOKafkaProducer, items: list[tuple[str, Envelope]], service: str
+async def publish_rows(
+    producer: AIOKafkaProducer, rows: list[asyncpg.Record], topic_of: Any, service: str
 ) -> None:
-    """Send in order and wait for every acknowledgement; raise if any send failed."""
+    """Send stored rows in order and wait for every acknowledgement; raise if any failed.
+
+    A message whose event carries a trace context gets a PRODUCER span in that trace."""
     futures = []
-    for topic, env in items:
-        ctx = extract_context(env.trace_context)
-        with tracer().start_as_current_span(
-            f"publish {env.event_type}", context=ctx, kind=trace.SpanKind.PRODUCER
-        ) as span:
-            span.set_attribute("messaging.destination.name", topic)
-            span.set_attribute("messaging.message.id", str(env.event_id))
-            futures.append(
-                await producer.send(
-                    topic, value=env.to_json_bytes(), key=env.key.encode(), headers=env.headers()
-                )
-            )
+    for row in rows:
+        key, value, headers = wire_message(row)
+        topic = topic_of(row)
+        trace_context = row["trace_context"]
+        if trace_context:
+            with tracer().start_as_current_span(
+                f"publish {row['event_type']}",
+                context=extract_context(trace_context),
+                kind=trace.SpanKind.PRODUCER,
+            ) as span:
+                span.set_attribute("messaging.destination.name", topic)
+                span.set_attribute("messaging.message.id", str(row["event_id"]))
+                futures.append(await producer.send(topic, value=value, key=key, headers=headers))
+        else:
+            futures.append(await producer.send(topic, value=value, key=key, headers=headers))
     await asyncio.gather(*futures)
-    EVENTS_PUBLISHED.labels(service).inc(len(items))
+    EVENTS_PUBLISHED.labels(service).inc(len(rows))
 
 
 class OutboxRelay:
@@ -150,7 +156,7 @@ class OutboxRelay:
             if not rows:
                 OUTBOX_BACKLOG.labels(self.service).set(0)
                 return 0
-            await publish_batch(producer, [(r["topic"], decode_row(r)) for r in rows], self.service)
+            await publish_rows(producer, rows, itemgetter("topic"), self.service)
             await conn.execute(
                 "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
             )
@@ -187,13 +193,16 @@ async def republish(
     total = 0
     async with pool.acquire() as conn:
         pos: Position = await store.position_of(conn, from_position) if from_position else START
+
+        def topic_of(row: asyncpg.Record) -> str:
+            return store.topic_for(REGISTRY.get(row["event_type"]).context)
+
         while True:
-            batch = await store.read_all(conn, pos, batch_size)
+            batch = await store.read_all_rows(conn, pos, batch_size)
             if not batch:
                 return total
-            items = [(store.topic_for(s.envelope.payload.context), s.envelope) for s in batch]
-            await publish_batch(producer, items, service)
-            pos = batch[-1].position
+            await publish_rows(producer, batch, topic_of, service)
+            pos = Position(batch[-1]["tx"], batch[-1]["global_position"])
             total += len(batch)
             if progress is not None:
                 progress(len(batch))

@@ -150,13 +150,13 @@ async def test_stored_v1_event_is_read_as_v2(settings: Settings) -> None:
         v1 = case_reported("case-v1").model_dump(mode="json")
         v1["location"] = v1.pop("loss_address")
         del v1["loss_lat"], v1["loss_lon"]
-        meta = {"producer": "intake", "correlation_id": str(uuid.uuid4()), "key": "case-v1"}
         await conn.execute(
             """INSERT INTO events (stream_id, sequence, event_id, event_type, schema_version,
-                                   occurred_at, recorded_at, meta, payload)
-               VALUES ('case-v1', 1, $1, 'CaseReported', 1, now(), now(), $2, $3)""",
+                                   occurred_at, recorded_at, producer, correlation_id, key, payload)
+               VALUES ('case-v1', 1, $1, 'CaseReported', 1, now(), now(), 'intake', $2,
+                       'case-v1', $3::jsonb::json)""",
             uuid.uuid4(),
-            meta,
+            uuid.uuid4(),
             v1,
         )
         [env] = await store.read_stream(conn, "case-v1")
@@ -182,8 +182,9 @@ async def test_migrations_upgrade_an_older_database_in_place(settings: Settings)
             assert await migrate(conn, schema, CORE_MIGRATIONS[:1]) == ["core/0001_event_store"]
             store_row = await conn.execute(
                 """INSERT INTO events (stream_id, sequence, event_id, event_type, schema_version,
-                       occurred_at, recorded_at, meta, payload)
-                   VALUES ('x', 1, $1, 'CaseCancelled', 1, now(), now(), '{}', '{}')""",
+                       occurred_at, recorded_at, producer, correlation_id, key, payload)
+                   VALUES ('x', 1, $1, 'CaseCancelled', 1, now(), now(), 'intake', $2, 'x', '{}')""",
+                uuid.uuid4(),
                 uuid.uuid4(),
             )
             assert store_row == "INSERT 0 1"

@@ -166,6 +166,7 @@ class ComplaintClockStarted(ComplaintsEvent):
     due_at: datetime
     warn_at: datetime | None = None
     re_escalate_after_s: float | None = None
+    max_extended_s: float | None = None
 
 
 class ComplaintClockStopped(ComplaintsEvent):

@@ -100,6 +100,10 @@ class JobQueuedForDispatcher(DispatchEvent):
     case_id: str
     reason: str
     call_the_team: bool = False
+    kind: Literal["no_candidate", "timed_out", "declined", "manual"] = "no_candidate"
+    attempt: int = 0
+    candidates: list[Candidate] = []
+    policy_version: str = ""
 
 
 class JobNotified(DispatchEvent):
@@ -112,6 +116,8 @@ class JobNotified(DispatchEvent):
     channel: Literal["stream", "webhook", "sms"]
     outcome: Literal["delivered", "failed", "queued"]
     detail: str = ""
+    recipient: Literal["surveyor", "team", "customer"] = "surveyor"
+    attempt: int = 1
 
 
 class JobAcknowledged(DispatchEvent):
@@ -197,3 +203,59 @@ class CaseClosed(DispatchEvent):
     job_id: str
     case_id: str
     closed_by: str
+
+
+# -- added with the dispatch service (issue 5); additive only -------------------------------
+
+
+class SurveyorShiftStarted(SurveyorEvent):
+    """The surveyor started a shift (上班) and can take jobs."""
+
+    event_type = "SurveyorShiftStarted"
+
+
+class SurveyorShiftEnded(SurveyorEvent):
+    """The surveyor ended a shift (下班) and gets no new jobs until the next one."""
+
+    event_type = "SurveyorShiftEnded"
+
+
+class JobOpened(DispatchEvent):
+    """A survey job was opened for a reported case: what the surveyor needs to go there."""
+
+    event_type = "JobOpened"
+    job_id: str
+    case_id: str
+    insurer_code: str
+    plate: str | None = None
+    loss_type: str
+    loss_address: str
+    loss_lat: float | None = None
+    loss_lon: float | None = None
+    region: str | None = None
+    priority: str = "normal"
+    required_skills: list[str] = []
+    contact_name: str | None = None
+    contact_phone: str | None = None
+    description: str = ""
+    survey_place: str = "scene"
+    repair_shop: str | None = None
+
+
+class JobDetailsUpdated(DispatchEvent):
+    """The case behind a job was corrected at intake; `changes` holds the new values."""
+
+    event_type = "JobDetailsUpdated"
+    job_id: str
+    case_id: str
+    changes: dict[str, Any]
+
+
+class JobCancelled(DispatchEvent):
+    """The case was cancelled at intake, so its open job was withdrawn."""
+
+    event_type = "JobCancelled"
+    job_id: str
+    case_id: str
+    surveyor_id: str | None = None
+    reason: str

@@ -46,6 +46,9 @@ class CaseReported(IntakeEvent):
     priority: Literal["normal", "urgent"] = "normal"
     first_contact_owner: str | None = Field(None, description="staff number owning it (首问责任人)")
     callback_promised_at: datetime | None = None
+    vehicle_model: str | None = Field(None, description="vehicle make and model (厂牌车型)")
+    caller_name: str | None = Field(None, description="who called, for phone reports (来电人)")
+    caller_phone: str | None = Field(None, description="caller's phone (来电人电话)")
 
 
 @REGISTRY.upcaster("CaseReported", 1)
@@ -97,6 +100,7 @@ class DiscrepancyRecorded(IntakeEvent):
     phone_value: Any = None
     insurer_value: Any = None
     agent: str | None = None
+    phone_case_id: str | None = Field(None, description="the agent's phone registration")
 
 
 class DiscrepancyResolved(IntakeEvent):
