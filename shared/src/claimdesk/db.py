@@ -109,12 +109,13 @@ CORE_MIGRATIONS: list[Migration] = [
             PRIMARY KEY (stream_id, sequence)
         );
         CREATE INDEX events_commit_order ON events (tx_id, global_position);
+        -- One row per append (state change): the positions of its events in this transaction.
         CREATE TABLE outbox (
             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             tx_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
-            global_position bigint NOT NULL,
-            topic text NOT NULL,
-            key text NOT NULL
+            first_position bigint NOT NULL,
+            last_position bigint NOT NULL,
+            events int NOT NULL
         );
         CREATE INDEX outbox_commit_order ON outbox (tx_id, id);
         """,

@@ -1,6 +1,6 @@
 """The event store: append with optimistic concurrency, read a stream, read all in commit order.
 
-Appending writes the events and their outbox rows in one statement, inside the caller's
+Appending writes the events and one outbox row in one statement, inside the caller's
 transaction, so a handler's own table writes commit or roll back with its events.
 
 Reading everything in commit order without skipping (the sequence-gap problem): identity
@@ -70,17 +70,15 @@ WITH head AS (
                         occurred_at, recorded_at, producer, correlation_id, causation_id,
                         actor, key, trace_context, payload)
     SELECT $1, base.v + t.ord, t.event_id, t.event_type, t.schema_version,
-           t.occurred_at, $3, $11, $12, $13, $14, t.key, $15, t.payload::json
+           t.occurred_at, $3, $10, $11, $12, $13, t.key, $14, t.payload::json
     FROM base, unnest($4::uuid[], $5::text[], $6::int[], $7::timestamptz[], $8::text[],
                       $9::text[]) WITH ORDINALITY AS t(event_id, event_type, schema_version,
                                                        occurred_at, key, payload, ord)
     WHERE base.v = base.actual
-    RETURNING global_position, sequence, event_id, key
+    RETURNING global_position, sequence
 ), ob AS (
-    INSERT INTO outbox (global_position, topic, key)
-    SELECT ins.global_position, o.topic, ins.key
-    FROM ins JOIN unnest($4::uuid[], $10::text[]) AS o(event_id, topic)
-      ON o.event_id = ins.event_id
+    INSERT INTO outbox (first_position, last_position, events)
+    SELECT min(global_position), max(global_position), count(*) FROM ins HAVING count(*) > 0
 )
 SELECT (SELECT actual FROM base) AS actual, (SELECT min(sequence) FROM ins) AS first_sequence
 """
@@ -93,11 +91,12 @@ WITH base AS (
     INSERT INTO events (stream_id, sequence, event_id, event_type, schema_version,
                         occurred_at, recorded_at, producer, correlation_id, causation_id,
                         actor, key, trace_context, payload)
-    SELECT $1, base.actual + 1, $4, $5, $6, $7, $3, $11, $12, $13, $14, $8, $15, $9::text::json
+    SELECT $1, base.actual + 1, $4, $5, $6, $7, $3, $10, $11, $12, $13, $8, $14, $9::text::json
     FROM base WHERE $2::int < 0 OR base.actual = $2::int
     RETURNING global_position, sequence
 ), ob AS (
-    INSERT INTO outbox (global_position, topic, key) SELECT global_position, $10, $8 FROM ins
+    INSERT INTO outbox (first_position, last_position, events)
+    SELECT global_position, global_position, 1 FROM ins
 )
 SELECT (SELECT actual FROM base) AS actual, (SELECT sequence FROM ins) AS first_sequence
 """
@@ -250,15 +249,14 @@ class EventStore:
                 e = events[0]
                 row = await conn.fetchrow(
                     _APPEND_ONE_SQL, stream_id, expected_version, now, ids[0], e.event_type,
-                    e.schema_version, occurred, keys[0], e.model_dump_json(),
-                    self.topic_for(e.context), *common,
+                    e.schema_version, occurred, keys[0], e.model_dump_json(), *common,
                 )  # fmt: skip
             else:
                 row = await conn.fetchrow(
                     _APPEND_SQL, stream_id, expected_version, now, ids,
                     [e.event_type for e in events], [e.schema_version for e in events],
                     [occurred] * len(events), keys, [e.model_dump_json() for e in events],
-                    [self.topic_for(e.context) for e in events], *common,
+                    *common,
                 )  # fmt: skip
         except asyncpg.UniqueViolationError as exc:
             raise ConcurrencyConflict(stream_id, expected_version) from exc

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -31,12 +30,15 @@ from claimdesk.telemetry import extract_context, tracer
 
 log = logging.getLogger(__name__)
 
+# The oldest committed appends (below every running transaction), with their events in order.
 _BATCH_SQL = f"""
-SELECT o.id, o.topic, o.key, {read_columns("e")}
-FROM outbox o JOIN events e ON e.global_position = o.global_position
-WHERE o.tx_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY o.tx_id, o.id
-LIMIT $1
+SELECT o.id AS outbox_id, {read_columns("e")}
+FROM (SELECT id, tx_id, first_position, last_position FROM outbox
+      WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
+      ORDER BY tx_id, id LIMIT $1) o
+JOIN events e ON e.tx_id = o.tx_id
+             AND e.global_position BETWEEN o.first_position AND o.last_position
+ORDER BY o.tx_id, o.id, e.global_position
 """
 
 
@@ -72,6 +74,7 @@ class OutboxRelay:
         pool: asyncpg.Pool,
         producer_factory: Callable[[], AIOKafkaProducer],
         *,
+        topic_for: Callable[[str], str],
         service: str,
         lock_key: str,
         batch_size: int = 500,
@@ -80,6 +83,7 @@ class OutboxRelay:
     ) -> None:
         self.pool = pool
         self.producer_factory = producer_factory
+        self.topic_for = topic_for  # context -> topic
         self.service = service
         self.lock_key = lock_key
         self.batch_size = batch_size
@@ -150,26 +154,31 @@ class OutboxRelay:
             if producer is not None:
                 await _stop_quietly(producer)
 
+    def _topic_of(self, row: asyncpg.Record) -> str:
+        return self.topic_for(REGISTRY.get(row["event_type"]).context)
+
     async def relay_once(self, producer: AIOKafkaProducer) -> int:
+        """Publish up to `batch_size` committed appends; returns how many appends."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(_BATCH_SQL, self.batch_size)
             if not rows:
                 OUTBOX_BACKLOG.labels(self.service).set(0)
                 return 0
-            await publish_rows(producer, rows, itemgetter("topic"), self.service)
-            await conn.execute(
-                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-            )
+            await publish_rows(producer, rows, self._topic_of, self.service)
+            done = sorted({r["outbox_id"] for r in rows})
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", done)
             self.broker_ok = True
             self.published += len(rows)
-            OUTBOX_BACKLOG.labels(self.service).set(
-                await conn.fetchval("SELECT count(*) FROM outbox")
-            )
-            return len(rows)
+            OUTBOX_BACKLOG.labels(self.service).set(await self.backlog(conn))
+            return len(done)
 
-    async def backlog(self) -> int:
-        async with self.pool.acquire() as conn:
-            return int(await conn.fetchval("SELECT count(*) FROM outbox"))
+    async def backlog(self, conn: asyncpg.Connection | None = None) -> int:
+        """Events committed but not yet published."""
+        sql = "SELECT coalesce(sum(events), 0) FROM outbox"
+        if conn is not None:
+            return int(await conn.fetchval(sql))
+        async with self.pool.acquire() as c:
+            return int(await c.fetchval(sql))
 
 
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:

@@ -120,6 +120,7 @@ class Runtime:
         self.relay = OutboxRelay(
             self._pool,
             lambda: make_producer(s, f"{self.name}-relay"),
+            topic_for=s.topic,
             service=self.name,
             lock_key=f"relay:{self.schema}",
             batch_size=s.relay_batch_size,

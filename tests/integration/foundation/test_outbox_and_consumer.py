@@ -23,6 +23,7 @@ def relay_for(pool: asyncpg.Pool, settings: Settings, factory=None) -> OutboxRel
     return OutboxRelay(
         pool,
         factory or (lambda: make_producer(settings, "t-relay")),
+        topic_for=settings.topic,
         service="intake",
         lock_key=f"relay:{settings.schema_prefix}",
         poll_s=0.01,
