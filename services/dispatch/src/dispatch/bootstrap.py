@@ -2,10 +2,86 @@
 
 from __future__ import annotations
 
-from claimdesk.service import ServiceDefinition
+from claimdesk.consumer import ConsumerSpec
+from claimdesk.service import Runtime, ServiceDefinition
 
-DEFINITION = ServiceDefinition(
-    name="dispatch",
-    title="ClaimDesk Dispatch",
-    description="The dispatch service of ClaimDesk (health and readiness only until its issue lands).",
-)
+from dispatch import demo, handlers
+from dispatch.api import router
+from dispatch.migrations import MIGRATIONS
+from dispatch.notify import FeedHub, LogSmsGateway
+from dispatch.pages import router as pages_router
+from dispatch.settings import DispatchSettings
+
+INTAKE_TYPES = frozenset({"CaseReported", "CaseCancelled", "CaseDetailsCorrected"})
+
+
+def make_definition(dispatch_settings: DispatchSettings | None = None) -> ServiceDefinition:
+    """The service; tests pass their own DispatchSettings (short deadlines, consumer group)."""
+
+    async def on_start(rt: Runtime) -> None:
+        rt.extras["dispatch_settings"] = dispatch_settings or DispatchSettings()
+        rt.extras.setdefault("hub", FeedHub())
+        rt.extras.setdefault("sms", LogSmsGateway(rt.settings.data_dir / "sms-dispatch.log"))
+        if rt.settings.demo:
+            roster = await demo.seed(rt)
+            await demo.write_credentials(rt, roster)
+
+    def consumers(rt: Runtime) -> list[ConsumerSpec]:
+        ds = dispatch_settings or DispatchSettings()
+
+        async def handle(conn, env):  # type: ignore[no-untyped-def]
+            await handlers.on_intake_event(rt, conn, env)
+
+        return [
+            ConsumerSpec(
+                "dispatch-intake",
+                [rt.topic("intake")],
+                handle,
+                event_types=INTAKE_TYPES,
+                group_id=ds.consumer_group,
+            )
+        ]
+
+    def timers(rt: Runtime):  # type: ignore[no-untyped-def]
+        def bind(fn):  # type: ignore[no-untyped-def]
+            async def h(conn, timer, now):  # type: ignore[no-untyped-def]
+                await fn(rt, conn, timer, now)
+
+            return h
+
+        return {
+            "ack_timeout": bind(handlers.on_ack_timeout),
+            "notify_sms": bind(handlers.on_notify_sms),
+            "notify_customer": bind(handlers.on_notify_customer),
+            "notify_webhook": bind(handlers.on_notify_webhook),
+        }
+
+    def background(rt: Runtime):  # type: ignore[no-untyped-def]
+        async def listen() -> None:
+            assert rt.settings.database_url
+            await rt.extras["hub"].listen(rt.settings.database_url, rt.schema)
+
+        return [listen]
+
+    return ServiceDefinition(
+        name="dispatch",
+        title="ClaimDesk Dispatch",
+        description="Assigns a surveyor to each reported case, pushes the job (live stream, team "
+        "webhook, SMS), requires an acknowledgement and re-dispatches on timeout "
+        "(任务调派). See docs/dispatch.md.",
+        migrations=MIGRATIONS,
+        routers=[router, pages_router],
+        consumers=consumers,
+        timers=timers,
+        background=background,
+        on_start=on_start,
+        openapi_tags=[
+            {"name": "surveyors", "description": "Surveyors (公估师/查勘员) and teams (查勘组)"},
+            {"name": "jobs", "description": "Survey jobs and their lifecycle"},
+            {"name": "dispatcher", "description": "Queue, manual assignment, deadlines (调度)"},
+            {"name": "pages", "description": "Surveyor page and dispatcher board"},
+        ],
+    )
+
+
+DEFINITION = make_definition()

@@ -1,0 +1,1118 @@
+"""Handlers: load -> decide -> append, with the read model and timers in the same transaction.
+
+Streams: `surveyor-<id>` for a surveyor, `job-<case_id>` for the one job of a case (its first
+append uses expected_version 0, so a case can never get two jobs). Every append goes through
+`record`, which projects the new events into dispatch's own tables (surveyors, jobs,
+assignments, job_feed), schedules or cancels the stored timers (ack deadlines, SMS, webhooks)
+and signals the live feed, all in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from claimdesk.errors import Conflict, InvalidInput, NotFound
+from claimdesk.events.base import Envelope, Event
+from claimdesk.events.dispatch import (
+    CaseClosed,
+    JobAcknowledged,
+    JobCancelled,
+    JobDetailsUpdated,
+    JobNotified,
+    JobOpened,
+    JobQueuedForDispatcher,
+    SurveyCompleted,
+    SurveyorArrived,
+    SurveyorAssigned,
+    SurveyorAvailabilityChanged,
+    SurveyorDetailsChanged,
+    SurveyorEnRoute,
+    SurveyorLocationUpdated,
+    SurveyorReassigned,
+    SurveyorRegistered,
+    SurveyorRetired,
+    SurveyorShiftEnded,
+    SurveyorShiftStarted,
+)
+from claimdesk.events.intake import CaseCancelled, CaseDetailsCorrected, CaseReported
+from claimdesk.eventstore import ANY, ConcurrencyConflict
+from claimdesk.timers import Timer, cancel, schedule
+
+from dispatch import domain, policy
+from dispatch.notify import customer_sms_text, feed_channel, job_sms_text, sign_webhook
+from dispatch.settings import DispatchSettings
+
+if TYPE_CHECKING:
+    from claimdesk.service import Runtime
+
+log = logging.getLogger(__name__)
+
+OPEN = list(domain.OPEN_STATUSES)
+ASSIGN_LOCK = "dispatch:assign"
+
+
+def dsettings(rt: Runtime) -> DispatchSettings:
+    s: DispatchSettings = rt.extras["dispatch_settings"]
+    return s
+
+
+def job_stream(case_id: str) -> str:
+    return f"job-{case_id}"
+
+
+def job_id_for(case_id: str) -> str:
+    return f"J-{case_id}"
+
+
+def surveyor_stream(surveyor_id: str) -> str:
+    return f"surveyor-{surveyor_id}"
+
+
+async def assign_lock(conn: asyncpg.Connection) -> None:
+    """Serialise every decision that reads the roster's load (across processes too)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", ASSIGN_LOCK)
+
+
+# -- append + project ----------------------------------------------------------------------
+
+
+async def record(
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    stream: str,
+    events: Sequence[Event],
+    expected: int,
+    *,
+    occurred_at: datetime | None = None,
+) -> list[Envelope]:
+    envs = await rt.store.append(conn, stream, events, expected, occurred_at=occurred_at)
+    for env in envs:
+        await project(rt, conn, env)
+    return envs
+
+
+async def record_any(
+    rt: Runtime, conn: asyncpg.Connection, stream: str, events: Sequence[Event]
+) -> None:
+    """Append at the stream's end, retrying in a savepoint if someone appended meanwhile."""
+    for attempt in range(6):
+        try:
+            async with conn.transaction():
+                await record(rt, conn, stream, events, ANY)
+            return
+        except ConcurrencyConflict:
+            await asyncio.sleep(0.005 * (attempt + 1))
+    raise Conflict(f"stream {stream} is too busy; try again")
+
+
+async def _feed(  # noqa: PLR0917
+    rt: Runtime, conn: asyncpg.Connection, surveyor_id: str, job_id: str, kind: str, attempt: int
+) -> None:
+    # the row lock orders feed rows per surveyor by commit, so a resumed stream never skips one
+    await conn.execute("SELECT 1 FROM surveyors WHERE surveyor_id = $1 FOR UPDATE", surveyor_id)
+    await conn.execute(
+        "INSERT INTO job_feed (surveyor_id, job_id, kind, attempt, at) VALUES ($1, $2, $3, $4, $5)",
+        surveyor_id,
+        job_id,
+        kind,
+        attempt,
+        rt.clock.now(),
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", feed_channel(rt.schema), surveyor_id)
+
+
+def _cand(c: Any) -> dict[str, Any]:
+    d: dict[str, Any] = c.model_dump(mode="json")
+    return d
+
+
+async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
+    e = env.payload
+    now = env.recorded_at
+    match e:
+        case SurveyorRegistered():
+            await conn.execute(
+                """INSERT INTO surveyors (surveyor_id, name, phone, team, skills, regions,
+                       base_lat, base_lon, lat, lon, capacity, shifts, registered_at, updated_at)
+                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$7,$8,$9,$10,$11,$11)""",
+                e.surveyor_id,
+                e.name,
+                e.phone,
+                e.team,
+                e.skills,
+                e.regions,
+                e.base_lat,
+                e.base_lon,
+                e.capacity,
+                e.shifts,
+                now,
+            )
+        case SurveyorDetailsChanged():
+            sets, args = [], [e.surveyor_id, now]
+            for k, v in e.changes.items():
+                if k in {"name", "phone", "team", "skills", "regions", "capacity", "shifts"}:
+                    args.append(v)
+                    sets.append(f"{k} = ${len(args)}")
+                elif k in {"base_lat", "base_lon"}:
+                    args.append(v)
+                    sets.append(f"{k} = ${len(args)}")
+                    if "location_at" not in sets:
+                        sets.append(
+                            f"{k[5:]} = CASE WHEN location_at IS NULL THEN ${len(args)} ELSE {k[5:]} END"
+                        )
+            if sets:
+                await conn.execute(
+                    f"UPDATE surveyors SET {', '.join(sets)}, updated_at = $2 WHERE surveyor_id = $1",
+                    *args,
+                )
+        case SurveyorRetired():
+            await conn.execute(
+                "UPDATE surveyors SET retired = true, retired_reason = $2, updated_at = $3 "
+                "WHERE surveyor_id = $1",
+                e.surveyor_id,
+                e.reason,
+                now,
+            )
+        case SurveyorAvailabilityChanged():
+            await conn.execute(
+                "UPDATE surveyors SET available = $2, availability_reason = $3, updated_at = $4 "
+                "WHERE surveyor_id = $1",
+                e.surveyor_id,
+                e.available,
+                e.reason,
+                now,
+            )
+        case SurveyorShiftStarted() | SurveyorShiftEnded():
+            await conn.execute(
+                "UPDATE surveyors SET shift_override = $2, updated_at = $3 WHERE surveyor_id = $1",
+                e.surveyor_id,
+                isinstance(e, SurveyorShiftStarted),
+                now,
+            )
+        case SurveyorLocationUpdated():
+            await conn.execute(
+                "UPDATE surveyors SET lat = $2, lon = $3, location_at = $4, updated_at = $4 "
+                "WHERE surveyor_id = $1",
+                e.surveyor_id,
+                e.lat,
+                e.lon,
+                env.occurred_at,
+            )
+        case JobOpened():
+            await conn.execute(
+                """INSERT INTO jobs (job_id, case_id, status, insurer_code, priority, plate,
+                       loss_type, loss_address, loss_lat, loss_lon, region, required_skills,
+                       contact_name, contact_phone, description, opened_at, updated_at)
+                   VALUES ($1,$2,'queued',$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$15)""",
+                e.job_id,
+                e.case_id,
+                e.insurer_code,
+                e.priority,
+                e.plate,
+                e.loss_type,
+                e.loss_address,
+                e.loss_lat,
+                e.loss_lon,
+                e.region,
+                e.required_skills,
+                e.contact_name,
+                e.contact_phone,
+                e.description,
+                now,
+            )
+        case SurveyorAssigned() | SurveyorReassigned():
+            to = e.surveyor_id if isinstance(e, SurveyorAssigned) else e.to_surveyor_id
+            previous = await conn.fetchval(
+                "SELECT surveyor_id FROM jobs WHERE job_id = $1", e.job_id
+            )
+            team = await conn.fetchval("SELECT team FROM surveyors WHERE surveyor_id = $1", to)
+            assignment = {
+                "attempt": e.attempt,
+                "policy_version": e.policy_version,
+                "reason": e.reason,
+                "assigned_by": e.assigned_by,
+                "candidates": [_cand(c) for c in e.candidates],
+                "assigned_at": now.isoformat(),
+            }
+            await conn.execute(
+                """UPDATE jobs SET status = 'assigned', surveyor_id = $2, team = $3, attempt = $4,
+                       ack_due_at = $5, assignment = $6, queue_kind = NULL, queue_reason = NULL,
+                       call_the_team = false, updated_at = $7 WHERE job_id = $1""",
+                e.job_id,
+                to,
+                team,
+                e.attempt,
+                e.ack_due_at,
+                assignment,
+                now,
+            )
+            await conn.execute(
+                "INSERT INTO assignments (job_id, attempt, surveyor_id, assigned_at) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                e.job_id,
+                e.attempt,
+                to,
+                now,
+            )
+            payload = {"job_id": e.job_id, "case_id": e.case_id, "attempt": e.attempt}
+            await schedule(conn, f"ack:{e.job_id}", "ack_timeout", e.ack_due_at, payload)
+            if previous and previous != to:
+                await _feed(rt, conn, previous, e.job_id, "moved", e.attempt)
+            await _feed(rt, conn, to, e.job_id, "assigned", e.attempt)
+            await schedule(
+                conn,
+                f"sms:{e.job_id}:{e.attempt}",
+                "notify_sms",
+                now,
+                {**payload, "surveyor_id": to, "try": 1},
+            )
+            if team and await conn.fetchval("SELECT 1 FROM team_webhooks WHERE team = $1", team):
+                await schedule(
+                    conn,
+                    f"webhook:{e.job_id}:{e.attempt}",
+                    "notify_webhook",
+                    now,
+                    {**payload, "surveyor_id": to, "team": team, "try": 1},
+                )
+        case JobQueuedForDispatcher():
+            previous = await conn.fetchval(
+                "SELECT surveyor_id FROM jobs WHERE job_id = $1", e.job_id
+            )
+            await conn.execute(
+                """UPDATE jobs SET status = 'queued', surveyor_id = NULL, team = NULL,
+                       ack_due_at = NULL, queue_kind = $2, queue_reason = $3, call_the_team = $4,
+                       assignment = coalesce(assignment, $5), updated_at = $6 WHERE job_id = $1""",
+                e.job_id,
+                e.kind,
+                e.reason,
+                e.call_the_team,
+                {
+                    "policy_version": e.policy_version,
+                    "reason": e.reason,
+                    "candidates": [_cand(c) for c in e.candidates],
+                    "assigned_by": "none",
+                },
+                now,
+            )
+            await cancel(conn, f"ack:{e.job_id}")
+            if previous:
+                await _feed(rt, conn, previous, e.job_id, "moved", e.attempt)
+        case JobAcknowledged():
+            await _status(conn, e.job_id, "acknowledged", now, clear_due=True)
+            await cancel(conn, f"ack:{e.job_id}")
+            await _feed(rt, conn, e.surveyor_id, e.job_id, "updated", 0)
+        case SurveyorEnRoute():
+            await _status(conn, e.job_id, "en_route", now)
+            await _feed(rt, conn, e.surveyor_id, e.job_id, "updated", 0)
+            await schedule(
+                conn,
+                f"sms-customer:{e.job_id}",
+                "notify_customer",
+                now,
+                {"job_id": e.job_id, "case_id": e.case_id, "surveyor_id": e.surveyor_id, "try": 1},
+            )
+        case SurveyorArrived():
+            await _status(conn, e.job_id, "arrived", now)
+            await _feed(rt, conn, e.surveyor_id, e.job_id, "updated", 0)
+        case SurveyCompleted():
+            await _status(conn, e.job_id, "survey_completed", now)
+            await _feed(rt, conn, e.surveyor_id, e.job_id, "updated", 0)
+        case CaseClosed():
+            sid = await conn.fetchval("SELECT surveyor_id FROM jobs WHERE job_id = $1", e.job_id)
+            await _status(conn, e.job_id, "closed", now)
+            if sid:
+                await _feed(rt, conn, sid, e.job_id, "updated", 0)
+        case JobCancelled():
+            await _status(conn, e.job_id, "cancelled", now, clear_due=True)
+            await conn.execute(
+                "UPDATE jobs SET queue_reason = $2 WHERE job_id = $1", e.job_id, e.reason
+            )
+            await cancel(conn, f"ack:{e.job_id}")
+            if e.surveyor_id:
+                await _feed(rt, conn, e.surveyor_id, e.job_id, "cancelled", 0)
+        case JobDetailsUpdated():
+            sets, args = [], [e.job_id, now]
+            for k, v in e.changes.items():
+                args.append(v)
+                sets.append(f"{k} = ${len(args)}")
+            await conn.execute(
+                f"UPDATE jobs SET {', '.join(sets)}, updated_at = $2 WHERE job_id = $1", *args
+            )
+            sid = await conn.fetchval("SELECT surveyor_id FROM jobs WHERE job_id = $1", e.job_id)
+            if sid:
+                await _feed(rt, conn, sid, e.job_id, "updated", 0)
+        case _:
+            pass  # JobNotified, JobDeclined, AssignmentTimedOut: in the stream, no table change
+
+
+async def _status(
+    conn: asyncpg.Connection, job_id: str, status: str, now: datetime, *, clear_due: bool = False
+) -> None:
+    await conn.execute(
+        "UPDATE jobs SET status = $2, updated_at = $3"
+        + (", ack_due_at = NULL" if clear_due else "")
+        + " WHERE job_id = $1",
+        job_id,
+        status,
+        now,
+    )
+
+
+# -- roster, preferences, deadlines --------------------------------------------------------
+
+
+def parse_shifts(raw: list[dict[str, Any]]) -> tuple[policy.Shift, ...]:
+    out = []
+    for s in raw:
+        out.append(
+            policy.Shift(
+                days=tuple(s.get("days", range(7))),
+                start=time.fromisoformat(s["start"]),
+                end=time.fromisoformat(s["end"]),
+            )
+        )
+    return tuple(out)
+
+
+def local_day_start(now: datetime) -> datetime:
+    local = now.astimezone(policy.LOCAL_TZ)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+async def load_roster(conn: asyncpg.Connection, now: datetime) -> list[policy.SurveyorView]:
+    rows = await conn.fetch(
+        """SELECT s.surveyor_id, s.team, s.skills, s.regions, s.lat, s.lon, s.capacity,
+                  s.available, s.shift_override, s.shifts,
+                  coalesce(o.n, 0) AS open_jobs, coalesce(t.n, 0) AS today
+           FROM surveyors s
+           LEFT JOIN (SELECT surveyor_id, count(*) AS n FROM jobs
+                      WHERE status = ANY($1::text[]) GROUP BY surveyor_id) o USING (surveyor_id)
+           LEFT JOIN (SELECT surveyor_id, count(*) AS n FROM assignments
+                      WHERE assigned_at >= $2 GROUP BY surveyor_id) t USING (surveyor_id)
+           WHERE NOT s.retired""",
+        OPEN,
+        local_day_start(now),
+    )
+    return [
+        policy.SurveyorView(
+            surveyor_id=r["surveyor_id"],
+            team=r["team"],
+            skills=frozenset(r["skills"]),
+            regions=frozenset(r["regions"]),
+            lat=r["lat"],
+            lon=r["lon"],
+            capacity=r["capacity"],
+            open_jobs=r["open_jobs"],
+            assigned_today=r["today"],
+            available=r["available"],
+            shift_override=r["shift_override"],
+            shifts=parse_shifts(r["shifts"]),
+        )
+        for r in rows
+    ]
+
+
+async def load_prefs(conn: asyncpg.Connection, insurer: str) -> policy.InsurerPreferences:
+    r = await conn.fetchrow("SELECT * FROM insurer_prefs WHERE insurer_code = $1", insurer)
+    if r is None:
+        return policy.InsurerPreferences()
+    return policy.InsurerPreferences(
+        preferred_teams=frozenset(r["preferred_teams"]),
+        preferred_surveyors=frozenset(r["preferred_surveyors"]),
+        avoided_surveyors=frozenset(r["avoided_surveyors"]),
+    )
+
+
+async def ack_timeouts(rt: Runtime, conn: asyncpg.Connection) -> dict[str, Any]:
+    cfg = await conn.fetchval("SELECT value FROM dispatch_config WHERE key = 'ack_timeouts'")
+    base: dict[str, Any] = {
+        "default_s": dsettings(rt).ack_timeout_s,
+        "by_insurer": {},
+        "by_priority": {},
+    }
+    if cfg:
+        base.update(cfg)
+    return base
+
+
+def ack_timeout_s(cfg: dict[str, Any], insurer: str, priority: str) -> float:
+    """A specific setting (insurer, priority) beats the default; with both, the shorter wins."""
+    specific = [
+        float(v)
+        for v in (cfg["by_insurer"].get(insurer), cfg["by_priority"].get(priority))
+        if v is not None
+    ]
+    return min(specific) if specific else float(cfg["default_s"])
+
+
+def facts_from_job(job: asyncpg.Record | dict[str, Any]) -> policy.JobFacts:
+    return policy.JobFacts(
+        case_id=job["case_id"],
+        insurer_code=job["insurer_code"],
+        required_skills=frozenset(job["required_skills"]),
+        lat=job["loss_lat"],
+        lon=job["loss_lon"],
+        region=job["region"],
+        priority=job["priority"],
+    )
+
+
+async def assignment_events(
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    state: domain.JobState,
+    facts: policy.JobFacts,
+    now: datetime,
+    *,
+    why: str,
+    previous: str | None,
+) -> list[Event]:
+    """Run the policy for the next attempt: an assignment, or the dispatcher queue."""
+    ds = dsettings(rt)
+    roster = await load_roster(conn, now)
+    prefs = await load_prefs(conn, facts.insurer_code)
+    decision = policy.choose(facts, roster, now, prefs, exclude=frozenset(state.tried))
+    common = {"job_id": state.job_id, "case_id": state.case_id}
+    if state.attempt >= ds.max_attempts:
+        return [
+            JobQueuedForDispatcher(
+                **common,
+                reason=f"{state.attempt} assignment(s) without acknowledgement ({why}): "
+                "call the team",
+                call_the_team=True,
+                kind="timed_out" if why.startswith("timed out") else "declined",
+                attempt=state.attempt,
+                policy_version=decision.version,
+            )
+        ]
+    if decision.chosen is None:
+        kind = "no_candidate"
+        if previous is not None:
+            kind = "timed_out" if why.startswith("timed out") else "declined"
+        return [
+            JobQueuedForDispatcher(
+                **common,
+                reason=(f"{why}; " if previous else "") + decision.reason,
+                call_the_team=previous is not None,
+                kind=kind,  # type: ignore[arg-type]
+                attempt=state.attempt,
+                candidates=decision.candidates,
+                policy_version=decision.version,
+            )
+        ]
+    cfg = await ack_timeouts(rt, conn)
+    due = now + timedelta(seconds=ack_timeout_s(cfg, facts.insurer_code, facts.priority))
+    if state.attempt == 0:
+        return [
+            SurveyorAssigned(
+                **common,
+                surveyor_id=decision.chosen,
+                insurer_code=facts.insurer_code,
+                attempt=1,
+                policy_version=decision.version,
+                candidates=decision.candidates,
+                reason=decision.reason,
+                ack_due_at=due,
+            )
+        ]
+    return [
+        SurveyorReassigned(
+            **common,
+            from_surveyor_id=previous,
+            to_surveyor_id=decision.chosen,
+            attempt=state.attempt + 1,
+            reason=f"{why}; {decision.reason}",
+            policy_version=decision.version,
+            candidates=decision.candidates,
+            ack_due_at=due,
+        )
+    ]
+
+
+# -- loading a job ---------------------------------------------------------------------------
+
+
+async def job_row(conn: asyncpg.Connection, job_id: str) -> asyncpg.Record:
+    row = await conn.fetchrow("SELECT * FROM jobs WHERE job_id = $1", job_id)
+    if row is None:
+        raise NotFound(f"no job {job_id}")
+    return row
+
+
+async def load_state(rt: Runtime, conn: asyncpg.Connection, case_id: str) -> domain.JobState:
+    envs = await rt.store.read_stream(conn, job_stream(case_id))
+    return domain.replay([e.payload for e in envs])
+
+
+# -- consumers -----------------------------------------------------------------------------
+
+
+async def on_intake_event(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
+    e = env.payload
+    if isinstance(e, CaseReported):
+        await on_case_reported(rt, conn, e)
+    elif isinstance(e, CaseCancelled):
+        await assign_lock(conn)
+        state = await load_state(rt, conn, e.case_id)
+        events = domain.decide_cancel(state, f"case cancelled at intake: {e.reason}")
+        if events:
+            await record(rt, conn, job_stream(e.case_id), events, state.version)
+    elif isinstance(e, CaseDetailsCorrected):
+        await assign_lock(conn)
+        state = await load_state(rt, conn, e.case_id)
+        if state.status in ("new", "closed", "cancelled"):
+            return
+        changes = _job_changes(e.changes)
+        if changes:
+            await record(
+                rt,
+                conn,
+                job_stream(e.case_id),
+                [JobDetailsUpdated(job_id=state.job_id, case_id=e.case_id, changes=changes)],
+                state.version,
+            )
+
+
+_CORRECTABLE = {
+    "plate": "plate",
+    "loss_address": "loss_address",
+    "loss_lat": "loss_lat",
+    "loss_lon": "loss_lon",
+    "region": "region",
+    "priority": "priority",
+    "description": "description",
+    "insured_name": "contact_name",
+    "insured_phone": "contact_phone",
+}
+
+
+def _job_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    return {_CORRECTABLE[k]: v for k, v in changes.items() if k in _CORRECTABLE}
+
+
+async def on_case_reported(rt: Runtime, conn: asyncpg.Connection, case: CaseReported) -> bool:
+    """Open the case's job and assign it; False when the case already has a job."""
+    await assign_lock(conn)
+    if await conn.fetchval("SELECT 1 FROM jobs WHERE case_id = $1", case.case_id):
+        return False
+    now = rt.clock.now()
+    opened = JobOpened(
+        job_id=job_id_for(case.case_id),
+        case_id=case.case_id,
+        insurer_code=case.insurer_code,
+        plate=case.plate,
+        loss_type=case.loss_type,
+        loss_address=case.loss_address,
+        loss_lat=case.loss_lat,
+        loss_lon=case.loss_lon,
+        region=case.region,
+        priority=case.priority,
+        required_skills=policy.required_skills(case.loss_type, case.injuries, case.description),
+        contact_name=case.insured_name or case.reporter_name,
+        contact_phone=case.insured_phone or case.reporter_phone,
+        description=case.description,
+        survey_place=case.survey_place,
+        repair_shop=case.repair_shop,
+    )
+    state = domain.evolve(domain.JobState(), opened)
+    facts = policy.JobFacts(
+        case_id=case.case_id,
+        insurer_code=case.insurer_code,
+        required_skills=frozenset(opened.required_skills),
+        lat=case.loss_lat,
+        lon=case.loss_lon,
+        region=case.region,
+        priority=case.priority,
+    )
+    events = [
+        opened,
+        *await assignment_events(rt, conn, state, facts, now, why="new case", previous=None),
+    ]
+    try:
+        async with conn.transaction():  # savepoint: a conflict leaves the outer work intact
+            await record(rt, conn, job_stream(case.case_id), events, 0)
+    except ConcurrencyConflict:
+        return False
+    return True
+
+
+# -- timers --------------------------------------------------------------------------------
+
+
+async def on_ack_timeout(
+    rt: Runtime, conn: asyncpg.Connection, timer: Timer, now: datetime
+) -> None:
+    await assign_lock(conn)
+    case_id = timer.payload["case_id"]
+    state = await load_state(rt, conn, case_id)
+    events = domain.decide_timeout(state, int(timer.payload["attempt"]), now)
+    if not events:
+        return
+    row = await job_row(conn, state.job_id)
+    why = f"timed out: {state.surveyor_id} did not acknowledge by {state.ack_due_at:%H:%M:%S}"
+    after = domain.evolve(state, events[0])
+    events += await assignment_events(
+        rt, conn, after, facts_from_job(row), now, why=why, previous=state.surveyor_id
+    )
+    await record(rt, conn, job_stream(case_id), events, state.version)
+
+
+async def _still_for(conn: asyncpg.Connection, payload: dict[str, Any]) -> asyncpg.Record | None:
+    row = await conn.fetchrow("SELECT * FROM jobs WHERE job_id = $1", payload["job_id"])
+    if row is None or row["surveyor_id"] != payload["surveyor_id"]:
+        return None
+    if "attempt" in payload and row["attempt"] != payload["attempt"]:
+        return None
+    return row
+
+
+async def on_notify_sms(rt: Runtime, conn: asyncpg.Connection, timer: Timer, now: datetime) -> None:
+    p = timer.payload
+    job = await _still_for(conn, p)
+    if job is None or job["status"] != "assigned":
+        return
+    phone = await conn.fetchval(
+        "SELECT phone FROM surveyors WHERE surveyor_id = $1", p["surveyor_id"]
+    )
+    await _send_sms(rt, conn, timer, now, job, phone, job_sms_text(job), "surveyor")
+
+
+async def on_notify_customer(
+    rt: Runtime, conn: asyncpg.Connection, timer: Timer, now: datetime
+) -> None:
+    p = timer.payload
+    job = await _still_for(conn, p)
+    if job is None or not job["contact_phone"]:
+        return
+    s = await conn.fetchrow(
+        "SELECT name, phone FROM surveyors WHERE surveyor_id = $1", p["surveyor_id"]
+    )
+    await _send_sms(
+        rt, conn, timer, now, job, job["contact_phone"], customer_sms_text(job, s), "customer"
+    )
+
+
+async def _send_sms(  # noqa: PLR0917
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    timer: Timer,
+    now: datetime,
+    job: asyncpg.Record,
+    phone: str,
+    text: str,
+    recipient: str,
+) -> None:
+    p = timer.payload
+    tries = int(p.get("try", 1))
+    try:
+        detail = await rt.extras["sms"].send(phone, text)
+        outcome = "delivered"
+    except Exception as exc:
+        detail, outcome = f"{type(exc).__name__}: {exc}"[:500], "failed"
+    await record_any(
+        rt,
+        conn,
+        job_stream(job["case_id"]),
+        [
+            JobNotified(
+                job_id=job["job_id"],
+                case_id=job["case_id"],
+                surveyor_id=p["surveyor_id"],
+                channel="sms",
+                outcome=outcome,  # type: ignore[arg-type]
+                detail=detail,
+                recipient=recipient,  # type: ignore[arg-type]
+                attempt=tries,
+            )
+        ],
+    )
+    if outcome == "failed" and tries < dsettings(rt).sms_max_attempts:
+        await schedule(
+            conn,
+            f"{timer.timer_id}:retry{tries}",
+            timer.kind,
+            now + timedelta(seconds=2.0**tries),
+            {**p, "try": tries + 1},
+        )
+
+
+async def on_notify_webhook(
+    rt: Runtime, conn: asyncpg.Connection, timer: Timer, now: datetime
+) -> None:
+    p = timer.payload
+    job = await _still_for(conn, p)
+    hook = await conn.fetchrow("SELECT url, secret FROM team_webhooks WHERE team = $1", p["team"])
+    if job is None or hook is None or job["status"] != "assigned":
+        return
+    tries = int(p.get("try", 1))
+    body = json.dumps(
+        {
+            "type": "job.assigned",
+            "delivery_id": f"{timer.timer_id}",
+            "attempt": tries,
+            "job": job_json(job),
+            "sms_text": job_sms_text(job),
+        },
+        ensure_ascii=False,
+    ).encode()
+    ts = str(int(now.timestamp()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-ClaimDesk-Timestamp": ts,
+        "X-ClaimDesk-Signature": sign_webhook(hook["secret"], ts, body),
+        "X-ClaimDesk-Delivery": timer.timer_id,
+    }
+    try:
+        r = await rt.http.post(hook["url"], content=body, headers=headers, timeout=3.0)
+        ok = 200 <= r.status_code < 300
+        detail = f"HTTP {r.status_code}"
+    except Exception as exc:
+        ok, detail = False, f"{type(exc).__name__}: {exc}"[:500]
+    await record_any(
+        rt,
+        conn,
+        job_stream(job["case_id"]),
+        [
+            JobNotified(
+                job_id=job["job_id"],
+                case_id=job["case_id"],
+                surveyor_id=p["surveyor_id"],
+                channel="webhook",
+                outcome="delivered" if ok else "failed",
+                detail=detail,
+                recipient="team",
+                attempt=tries,
+            )
+        ],
+    )
+    ds = dsettings(rt)
+    if not ok and tries < ds.webhook_max_attempts:
+        base = timer.timer_id.split(":retry")[0]
+        await schedule(
+            conn,
+            f"{base}:retry{tries}",
+            timer.kind,
+            now + timedelta(seconds=ds.webhook_backoff_s * 2 ** (tries - 1)),
+            {**p, "try": tries + 1},
+        )
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+async def _retrying(coro_factory: Any) -> Any:
+    """Re-run a command whose append lost a race (e.g. with a notification record)."""
+    for attempt in range(5):
+        try:
+            return await coro_factory()
+        except ConcurrencyConflict:
+            if attempt == 4:
+                raise Conflict("the job changed meanwhile; try again") from None
+            await asyncio.sleep(0.01 * (attempt + 1))
+    return None
+
+
+async def job_step(
+    rt: Runtime,
+    job_id: str,
+    step: domain.Step,
+    device_time: datetime | None,
+) -> dict[str, Any]:
+    now = rt.clock.now()
+    if device_time is not None and device_time > now + timedelta(minutes=5):
+        raise InvalidInput("device_time is in the future")
+
+    async def run() -> dict[str, Any]:
+        async with rt.pool.acquire() as conn, conn.transaction():
+            row = await job_row(conn, job_id)
+            state = await load_state(rt, conn, row["case_id"])
+            events = domain.decide_step(state, step, now)
+            await record(
+                rt, conn, job_stream(row["case_id"]), events, state.version, occurred_at=device_time
+            )
+            return await job_view(rt, conn, job_id)
+
+    result: dict[str, Any] = await _retrying(run)
+    return result
+
+
+async def job_decline(
+    rt: Runtime, job_id: str, surveyor: str | None, reason: str
+) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        async with rt.pool.acquire() as conn, conn.transaction():
+            await assign_lock(conn)
+            row = await job_row(conn, job_id)
+            state = await load_state(rt, conn, row["case_id"])
+            events = domain.decide_decline(state, surveyor, reason)
+            after = domain.evolve(state, events[0])
+            why = f"declined by {state.surveyor_id}: {reason.strip()}"
+            events += await assignment_events(
+                rt,
+                conn,
+                after,
+                facts_from_job(row),
+                rt.clock.now(),
+                why=why,
+                previous=state.surveyor_id,
+            )
+            await record(rt, conn, job_stream(row["case_id"]), events, state.version)
+            return await job_view(rt, conn, job_id)
+
+    result: dict[str, Any] = await _retrying(run)
+    return result
+
+
+async def manual_assign(
+    rt: Runtime, job_id: str, surveyor_id: str, reason: str, actor: str
+) -> dict[str, Any]:
+    if not reason.strip():
+        raise InvalidInput("a manual assignment needs a reason")
+
+    async def run() -> dict[str, Any]:
+        async with rt.pool.acquire() as conn, conn.transaction():
+            await assign_lock(conn)
+            row = await job_row(conn, job_id)
+            s = await conn.fetchrow("SELECT * FROM surveyors WHERE surveyor_id = $1", surveyor_id)
+            if s is None:
+                raise NotFound(f"no surveyor {surveyor_id}")
+            if s["retired"]:
+                raise Conflict(f"surveyor {surveyor_id} is retired")
+            state = await load_state(rt, conn, row["case_id"])
+            if "assign" not in domain.allowed(state):
+                raise Conflict(
+                    f"cannot assign a job that is {state.status}; allowed now: "
+                    + (", ".join(domain.allowed(state)) or "nothing"),
+                    allowed=domain.allowed(state),
+                )
+            if state.surveyor_id == surveyor_id:
+                raise Conflict(f"the job is already assigned to {surveyor_id}")
+            now = rt.clock.now()
+            cfg = await ack_timeouts(rt, conn)
+            due = now + timedelta(seconds=ack_timeout_s(cfg, row["insurer_code"], row["priority"]))
+            common = {"job_id": job_id, "case_id": row["case_id"]}
+            event: Event
+            if state.attempt == 0:
+                event = SurveyorAssigned(
+                    **common,
+                    surveyor_id=surveyor_id,
+                    insurer_code=row["insurer_code"],
+                    attempt=1,
+                    policy_version="manual",
+                    reason=reason.strip(),
+                    assigned_by=actor,
+                    ack_due_at=due,
+                )
+            else:
+                event = SurveyorReassigned(
+                    **common,
+                    from_surveyor_id=state.surveyor_id,
+                    to_surveyor_id=surveyor_id,
+                    attempt=state.attempt + 1,
+                    reason=reason.strip(),
+                    policy_version="manual",
+                    assigned_by=actor,
+                    ack_due_at=due,
+                )
+            await record(rt, conn, job_stream(row["case_id"]), [event], state.version)
+            return await job_view(rt, conn, job_id)
+
+    result: dict[str, Any] = await _retrying(run)
+    return result
+
+
+# -- surveyors -----------------------------------------------------------------------------
+
+
+@dataclass
+class NewSurveyor:
+    name: str
+    phone: str
+    team: str
+    skills: list[str]
+    regions: list[str]
+    base_lat: float
+    base_lon: float
+    capacity: int
+    shifts: list[dict[str, Any]]
+    surveyor_id: str | None = None
+
+
+async def register_surveyor(rt: Runtime, conn: asyncpg.Connection, s: NewSurveyor) -> str | None:
+    sid = s.surveyor_id or f"S-{uuid.uuid4().hex[:8].upper()}"
+    event = SurveyorRegistered(
+        surveyor_id=sid,
+        name=s.name,
+        phone=s.phone,
+        team=s.team,
+        skills=s.skills,
+        regions=s.regions,
+        base_lat=s.base_lat,
+        base_lon=s.base_lon,
+        capacity=s.capacity,
+        shifts=s.shifts,
+    )
+    try:
+        async with conn.transaction():
+            await record(rt, conn, surveyor_stream(sid), [event], 0)
+    except ConcurrencyConflict:
+        return None
+    return sid
+
+
+async def surveyor_event(
+    rt: Runtime, surveyor_id: str, event: Event, *, occurred_at: datetime | None = None
+) -> dict[str, Any]:
+    async with rt.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT retired FROM surveyors WHERE surveyor_id = $1 FOR UPDATE", surveyor_id
+        )
+        if row is None:
+            raise NotFound(f"no surveyor {surveyor_id}")
+        if row["retired"]:
+            raise Conflict(f"surveyor {surveyor_id} is retired")
+        await record(rt, conn, surveyor_stream(surveyor_id), [event], ANY, occurred_at=occurred_at)
+        return await surveyor_view(conn, surveyor_id, rt.clock.now())
+
+
+async def surveyor_view(
+    conn: asyncpg.Connection, surveyor_id: str, now: datetime
+) -> dict[str, Any]:
+    rows = await surveyors_list(conn, now, surveyor_id=surveyor_id)
+    if not rows:
+        raise NotFound(f"no surveyor {surveyor_id}")
+    return rows[0]
+
+
+async def surveyors_list(
+    conn: asyncpg.Connection,
+    now: datetime,
+    *,
+    surveyor_id: str | None = None,
+    team: str | None = None,
+    include_retired: bool = False,
+) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT s.*, coalesce(o.n, 0) AS open_jobs, coalesce(t.n, 0) AS assigned_today
+           FROM surveyors s
+           LEFT JOIN (SELECT surveyor_id, count(*) AS n FROM jobs
+                      WHERE status = ANY($1::text[]) GROUP BY surveyor_id) o USING (surveyor_id)
+           LEFT JOIN (SELECT surveyor_id, count(*) AS n FROM assignments
+                      WHERE assigned_at >= $2 GROUP BY surveyor_id) t USING (surveyor_id)
+           WHERE ($3::text IS NULL OR s.surveyor_id = $3)
+             AND ($4::text IS NULL OR s.team = $4)
+             AND ($5 OR NOT s.retired)
+           ORDER BY s.team, s.surveyor_id""",
+        OPEN,
+        local_day_start(now),
+        surveyor_id,
+        team,
+        include_retired or surveyor_id is not None,
+    )
+    out = []
+    for r in rows:
+        view = policy.SurveyorView(
+            surveyor_id=r["surveyor_id"],
+            team=r["team"],
+            skills=frozenset(r["skills"]),
+            regions=frozenset(r["regions"]),
+            lat=r["lat"],
+            lon=r["lon"],
+            capacity=r["capacity"],
+            shift_override=r["shift_override"],
+            shifts=parse_shifts(r["shifts"]),
+        )
+        out.append(
+            {
+                "surveyor_id": r["surveyor_id"],
+                "name": r["name"],
+                "phone": r["phone"],
+                "team": r["team"],
+                "skills": list(r["skills"]),
+                "regions": list(r["regions"]),
+                "base_lat": r["base_lat"],
+                "base_lon": r["base_lon"],
+                "lat": r["lat"],
+                "lon": r["lon"],
+                "capacity": r["capacity"],
+                "shifts": r["shifts"],
+                "available": r["available"],
+                "availability_reason": r["availability_reason"],
+                "on_shift": view.on_shift(now) and not r["retired"],
+                "retired": r["retired"],
+                "open_jobs": r["open_jobs"],
+                "assigned_today": r["assigned_today"],
+            }
+        )
+    return out
+
+
+# -- views ---------------------------------------------------------------------------------
+
+
+def job_json(r: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    def ts(v: datetime | None) -> str | None:
+        return v.isoformat() if v else None
+
+    return {
+        "job_id": r["job_id"],
+        "case_id": r["case_id"],
+        "surveyor_id": r["surveyor_id"],
+        "team": r["team"],
+        "status": r["status"],
+        "attempt": r["attempt"],
+        "insurer_code": r["insurer_code"],
+        "priority": r["priority"],
+        "plate": r["plate"],
+        "loss_type": r["loss_type"],
+        "loss_address": r["loss_address"],
+        "loss_lat": r["loss_lat"],
+        "loss_lon": r["loss_lon"],
+        "region": r["region"],
+        "required_skills": list(r["required_skills"]),
+        "contact_name": r["contact_name"],
+        "contact_phone": r["contact_phone"],
+        "description": r["description"],
+        "ack_due_at": ts(r["ack_due_at"]),
+        "queue": (
+            {
+                "kind": r["queue_kind"],
+                "reason": r["queue_reason"],
+                "call_the_team": r["call_the_team"],
+            }
+            if r["status"] == "queued"
+            else None
+        ),
+        "opened_at": ts(r["opened_at"]),
+        "updated_at": ts(r["updated_at"]),
+    }
+
+
+_SKIP = {"job_id", "case_id", "candidates"}
+
+
+async def job_view(rt: Runtime, conn: asyncpg.Connection, job_id: str) -> dict[str, Any]:
+    row = await job_row(conn, job_id)
+    out = job_json(row)
+    out["assignment"] = row["assignment"]
+    envs = await rt.store.read_stream(conn, job_stream(row["case_id"]))
+    out["allowed_steps"] = domain.allowed(domain.replay([e.payload for e in envs]))
+    out["timeline"] = [
+        {
+            "event_type": e.event_type,
+            "occurred_at": e.occurred_at.isoformat(),
+            "recorded_at": e.recorded_at.isoformat(),
+            "actor": e.actor,
+            **{k: v for k, v in e.payload.model_dump(mode="json").items() if k not in _SKIP},
+        }
+        for e in envs
+    ]
+    return out

@@ -1,0 +1,122 @@
+"""The surveyor's live job stream (server-sent events).
+
+Protocol (see docs/dispatch.md): on a fresh connect the server sends one `snapshot` event
+(the surveyor's open jobs) whose id is the surveyor's latest feed position; after that each
+change is one `job` event, `id` = feed position, `data` = {"kind", "seq", "job"} with kind
+`assigned`, `updated`, `moved` (taken away: reassigned or queued) or `cancelled`. A client that
+reconnects with `Last-Event-ID: <n>` gets every change after n and no snapshot. Comment
+heartbeats (`: ping`) keep proxies from closing an idle stream.
+
+New rows are found without polling: the hub wakes the stream when Postgres delivers the
+after-commit notification for this surveyor; the stream then reads its rows after `last`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from claimdesk.events.dispatch import JobNotified
+
+from dispatch.handlers import OPEN, job_json, job_stream, record_any
+
+if TYPE_CHECKING:
+    from claimdesk.service import Runtime
+
+SAFETY_RECHECK_S = 30.0  # re-read even without a wake-up, in case a notification was lost
+
+
+async def feed_events(
+    rt: Runtime, surveyor_id: str, last_id: int | None
+) -> AsyncIterator[dict[str, Any]]:
+    hub = rt.extras["hub"]
+    wake = hub.subscribe(surveyor_id)
+    try:
+        if last_id is None:
+            async with rt.pool.acquire() as conn:
+                last = int(
+                    await conn.fetchval(
+                        "SELECT coalesce(max(seq), 0) FROM job_feed WHERE surveyor_id = $1",
+                        surveyor_id,
+                    )
+                )
+                rows = await conn.fetch(
+                    "SELECT * FROM jobs WHERE surveyor_id = $1 AND status = ANY($2::text[]) "
+                    "ORDER BY opened_at",
+                    surveyor_id,
+                    [*OPEN, "survey_completed"],
+                )
+            yield {
+                "event": "snapshot",
+                "id": str(last),
+                "data": json.dumps({"jobs": [job_json(r) for r in rows]}, ensure_ascii=False),
+            }
+            await _mark_delivered(rt, surveyor_id, up_to=last)
+        else:
+            last = last_id
+        while True:
+            wake.clear()
+            async with rt.pool.acquire() as conn:
+                rows = await conn.fetch(
+                    """SELECT f.seq, f.kind, f.attempt, j.* FROM job_feed f
+                       JOIN jobs j ON j.job_id = f.job_id
+                       WHERE f.surveyor_id = $1 AND f.seq > $2 ORDER BY f.seq LIMIT 200""",
+                    surveyor_id,
+                    last,
+                )
+            for r in rows:
+                yield {
+                    "event": "job",
+                    "id": str(r["seq"]),
+                    "data": json.dumps(
+                        {"kind": r["kind"], "seq": r["seq"], "job": job_json(r)},
+                        ensure_ascii=False,
+                    ),
+                }
+                last = r["seq"]
+            if rows:
+                await _mark_delivered(rt, surveyor_id, up_to=last)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=SAFETY_RECHECK_S)
+    finally:
+        hub.unsubscribe(surveyor_id, wake)
+
+
+async def _mark_delivered(rt: Runtime, surveyor_id: str, up_to: int) -> None:
+    """Record one JobNotified(stream) per assignment the surveyor's device received."""
+    async with rt.pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            """UPDATE job_feed f SET delivered_at = $3
+               WHERE f.surveyor_id = $1 AND f.seq <= $2 AND f.kind = 'assigned'
+                 AND f.delivered_at IS NULL
+               RETURNING f.job_id, f.attempt""",
+            surveyor_id,
+            up_to,
+            rt.clock.now(),
+        )
+        for r in rows:
+            job = await conn.fetchrow(
+                "SELECT case_id, surveyor_id, attempt FROM jobs WHERE job_id = $1", r["job_id"]
+            )
+            if job is None or job["surveyor_id"] != surveyor_id or job["attempt"] != r["attempt"]:
+                continue
+            await record_any(
+                rt,
+                conn,
+                job_stream(job["case_id"]),
+                [
+                    JobNotified(
+                        job_id=r["job_id"],
+                        case_id=job["case_id"],
+                        surveyor_id=surveyor_id,
+                        channel="stream",
+                        outcome="delivered",
+                        detail="sent on the live stream",
+                        attempt=r["attempt"],
+                    )
+                ],
+            )
