@@ -1,0 +1,225 @@
+"""POST /v1/cases over real HTTP: the contract, every 422 path, 413/415, idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from claimdesk.events.intake import CaseReported, DocumentRequested
+from intake.bootstrap import DEFINITION
+
+from tests.integration.intake.helpers import add_insurer, bearer, case_body, report_no
+
+FUTURE = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+
+# (overrides, field named in the 422, words in its message)
+INVALID: list[tuple[dict[str, object], str, str]] = [
+    ({"report_no": ...}, "report_no", "required"),
+    ({"report_no": "ab"}, "report_no", "at least 4"),
+    ({"report_no": "R" * 41}, "report_no", "at most 40"),
+    ({"report_no": "报案号1234"}, "report_no", "pattern"),
+    ({"plate": "AB12345"}, "plate", "province"),
+    ({"plate": "沪A1234"}, "plate", "at least 7"),
+    ({"plate": "沪AI2345"}, "plate", "not a mainland plate"),
+    ({"plate": "沪A123456789"}, "plate", "not a mainland plate"),
+    ({"plate": None}, "plate", "required for vehicle losses"),
+    ({"loss_type": "fire"}, "loss_type", "vehicle_own_damage"),
+    ({"loss_type": ...}, "loss_type", "required"),
+    ({"loss_time": "yesterday"}, "loss_time", "datetime"),
+    ({"loss_time": "2026-11-20T08:30:00"}, "loss_time", "timezone"),
+    ({"loss_time": FUTURE}, "loss_time", "future"),
+    ({"loss_time": ...}, "loss_time", "required"),
+    ({"loss_address": "   "}, "loss_address", ""),
+    ({"loss_address": "浦东"}, "loss_address", "at least 4"),
+    ({"loss_address": "路" * 201}, "loss_address", "at most 200"),
+    ({"loss_address": ...}, "loss_address", "required"),
+    ({"loss_lat": 91}, "loss_lat", "less than or equal"),
+    ({"loss_lon": 10}, "loss_lon", "greater than or equal"),
+    ({"loss_lat": ...}, "loss_lon", "both"),
+    ({"loss_lat": "north"}, "loss_lat", "number"),
+    ({"reporter_phone": "12345"}, "reporter_phone", "mainland phone"),
+    ({"reporter_phone": "1381234567"}, "reporter_phone", "mainland phone"),
+    ({"insured_phone": "12812345678"}, "insured_phone", "mainland phone"),
+    ({"insured_phone": "021-1234"}, "insured_phone", "mainland phone"),
+    ({"reporter_name": ""}, "reporter_name", "at least 1"),
+    ({"reporter_name": "名" * 51}, "reporter_name", "at most 50"),
+    ({"insured_name": "名" * 101}, "insured_name", "at most 100"),
+    ({"policy_no": "P1"}, "policy_no", "at least 4"),
+    ({"description": "x" * 2001}, "description", "at most 2000"),
+    ({"survey_place": "garage"}, "survey_place", "scene"),
+    ({"survey_place": "repair_shop"}, "repair_shop", "required"),
+    ({"repair_shop": "x"}, "repair_shop", "at least 2"),
+    ({"injuries": "maybe"}, "injuries", "boolean"),
+    ({"priority": "asap"}, "priority", "normal"),
+    ({"region": "x"}, "region", "at least 2"),
+    ({"colour": "red"}, "colour", "Extra inputs"),
+]
+
+
+async def test_a_valid_case_is_201_with_the_case_and_its_events(start_service) -> None:  # type: ignore[no-untyped-def]
+    async with start_service(DEFINITION) as svc:
+        key = await add_insurer(svc.client, "PICC")
+        body = case_body(plate="沪ad 12345", reporter_phone="+86 138 1234 5678")
+        r = await svc.client.post("/v1/cases", json=body, headers=bearer(key))
+        assert r.status_code == 201, r.text
+        out = r.json()
+        case = out["case"]
+        assert out["case_id"] == case["case_id"] and out["status"] == "reported"
+        assert r.headers["location"] == f"/v1/cases/{out['case_id']}"
+        assert case["plate"] == "沪AD12345"
+        assert case["reporter_phone"] == "13812345678"
+        assert case["insurer_code"] == "PICC" and case["channel"] == "insurer_api"
+        assert case["region"] == "上海市浦东新区"
+        assert case["report_no"] == body["report_no"]
+        assert set(case["missing_documents"]) >= {"claim_form", "repair_invoice"}
+        async with svc.runtime.pool.acquire() as conn:
+            events = await svc.runtime.store.read_stream(conn, f"case-{out['case_id']}")
+        assert isinstance(events[0].payload, CaseReported)
+        assert events[0].actor == "insurer:PICC"
+        assert {type(e.payload) for e in events[1:]} == {DocumentRequested}
+        assert case["version"] == len(events)
+
+        # other accepted formats: new-energy large, landline, repair shop, region given
+        ok = case_body(
+            plate="粤B12345D",
+            insured_phone="021-62345678",
+            survey_place="repair_shop",
+            repair_shop="上海永达汽车维修有限公司",
+            region="上海市徐汇区",
+            loss_type="injury",
+            loss_lat=...,
+            loss_lon=...,
+        )
+        r = await svc.client.post("/v1/cases", json=ok, headers=bearer(key))
+        assert r.status_code == 201, r.text
+        assert r.json()["case"]["region"] == "上海市徐汇区"
+        no_plate = case_body(
+            plate=None, loss_type="property", loss_address="上海市静安区南京西路1266号"
+        )
+        r = await svc.client.post("/v1/cases", json=no_plate, headers=bearer(key))
+        assert r.status_code == 201, r.text
+        assert r.json()["case"]["region"] == "上海市静安区"
+
+
+async def test_every_invalid_field_is_a_422_naming_it(start_service) -> None:  # type: ignore[no-untyped-def]
+    async with start_service(DEFINITION) as svc:
+        key = await add_insurer(svc.client, "PICC")
+        for overrides, field, words in INVALID:
+            r = await svc.client.post("/v1/cases", json=case_body(**overrides), headers=bearer(key))
+            assert r.status_code == 422, (overrides, r.text)
+            fields = {f["field"]: f["message"] for f in r.json()["fields"]}
+            assert field in fields, (overrides, r.json())
+            assert words.lower() in fields[field].lower(), (overrides, fields)
+        # several bad fields at once: one message each
+        r = await svc.client.post(
+            "/v1/cases",
+            json=case_body(plate="XX", reporter_phone="1", priority="now"),
+            headers=bearer(key),
+        )
+        assert {f["field"] for f in r.json()["fields"]} == {"plate", "reporter_phone", "priority"}
+        # malformed JSON, wrong shapes
+        r = await svc.client.post(
+            "/v1/cases",
+            content=b'{"report_no": ',
+            headers={**bearer(key), "content-type": "application/json"},
+        )
+        assert r.status_code == 422
+        r = await svc.client.post("/v1/cases", json=[1, 2], headers=bearer(key))
+        assert r.status_code == 422
+        r = await svc.client.post(
+            "/v1/cases", json=case_body(), headers={**bearer(key), "Idempotency-Key": "short"}
+        )
+        assert r.status_code == 422
+        assert r.json()["fields"][0]["field"] == "Idempotency-Key"
+        # nothing was created by any of these
+        assert (await svc.client.get("/v1/cases", headers=bearer(key))).json()["items"] == []
+
+
+async def test_413_415_and_auth_errors_never_500(start_service) -> None:  # type: ignore[no-untyped-def]
+    async with start_service(DEFINITION) as svc:
+        key = await add_insurer(svc.client, "PICC")
+        big = case_body(description="长" * 30000)
+        r = await svc.client.post("/v1/cases", json=big, headers=bearer(key))
+        assert r.status_code == 413
+        r = await svc.client.post(
+            "/v1/cases",
+            content=b"report_no=1",
+            headers={**bearer(key), "content-type": "text/plain"},
+        )
+        assert r.status_code == 415
+        assert (await svc.client.post("/v1/cases", json=case_body())).status_code == 401
+        r = await svc.client.post(
+            "/v1/cases", json=case_body(), headers={"Authorization": "Basic abc"}
+        )
+        assert r.status_code == 401
+
+
+async def test_idempotency_key_and_report_no_under_20_parallel_requests(start_service) -> None:  # type: ignore[no-untyped-def]
+    async with start_service(DEFINITION) as svc:
+        key = await add_insurer(svc.client, "PINGAN")
+        other = await add_insurer(svc.client, "CPIC")
+        body = case_body()
+        headers = {**bearer(key), "Idempotency-Key": "idem-0001-abcdef"}
+        results = await asyncio.gather(
+            *(svc.client.post("/v1/cases", json=body, headers=headers) for _ in range(20))
+        )
+        codes = sorted(r.status_code for r in results)
+        assert codes == [200] * 19 + [201], codes
+        assert len({r.json()["case_id"] for r in results}) == 1
+        first = results[0].json()["case_id"]
+
+        # the same report number without a key: 20 in parallel, still the first case
+        no_key = await asyncio.gather(
+            *(svc.client.post("/v1/cases", json=body, headers=bearer(key)) for _ in range(20))
+        )
+        assert {r.status_code for r in no_key} == {200}
+        assert {r.json()["case_id"] for r in no_key} == {first}
+
+        # a fresh report number, 20 parallel without any key: exactly one 201
+        fresh = case_body()
+        many = await asyncio.gather(
+            *(svc.client.post("/v1/cases", json=fresh, headers=bearer(key)) for _ in range(20))
+        )
+        assert sorted(r.status_code for r in many) == [200] * 19 + [201]
+        assert len({r.json()["case_id"] for r in many}) == 1
+
+        # same key, different body: 409 naming the first case
+        r = await svc.client.post(
+            "/v1/cases", json={**body, "description": "不同的描述"}, headers=headers
+        )
+        assert r.status_code == 409
+        assert first in r.json()["message"]
+
+        # a new key with a report number already used: the first case, 200
+        r = await svc.client.post(
+            "/v1/cases", json=body, headers={**bearer(key), "Idempotency-Key": "idem-0002-abcdef"}
+        )
+        assert (r.status_code, r.json()["case_id"]) == (200, first)
+        # keys and report numbers are per insurer: another insurer gets its own case
+        r = await svc.client.post(
+            "/v1/cases", json=body, headers={**bearer(other), **headers} | bearer(other)
+        )
+        assert r.status_code == 201
+        assert r.json()["case_id"] != first
+
+        async with svc.runtime.pool.acquire() as conn:
+            n = await conn.fetchval("SELECT count(*) FROM events WHERE event_type = 'CaseReported'")
+            rows = await conn.fetchval("SELECT count(*) FROM cases")
+        assert n == rows == 3
+        page = (
+            await svc.client.get(f"/v1/cases?report_no={body['report_no']}", headers=bearer(key))
+        ).json()
+        assert [c["case_id"] for c in page["items"]] == [first]
+
+
+async def test_report_number_alone_is_idempotent(start_service) -> None:  # type: ignore[no-untyped-def]
+    async with start_service(DEFINITION) as svc:
+        key = await add_insurer(svc.client, "PICC")
+        body = case_body(report_no=report_no())
+        a = await svc.client.post("/v1/cases", json=body, headers=bearer(key))
+        b = await svc.client.post(
+            "/v1/cases", json={**body, "description": "重复推送"}, headers=bearer(key)
+        )
+        assert (a.status_code, b.status_code) == (201, 200)
+        assert a.json()["case_id"] == b.json()["case_id"]
+        assert b.json()["case"]["description"] == body["description"]
