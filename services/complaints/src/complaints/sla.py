@@ -267,9 +267,20 @@ def choose_policy(
     policies: Iterable[StoredPolicy], insurer: str | None, category: str, severity: str
 ) -> StoredPolicy:
     """The most specific matching policy (insurer > category > severity), then priority,
-    then name; the built-in default when none matches."""
-    candidates = [p for p in policies if matches(p.policy, insurer, category, severity)]
+    then name; the policy named `default` only when no other matches (the built-in one when
+    none is stored)."""
+    policies = list(policies)
+    candidates = [
+        p
+        for p in policies
+        if p.name != DEFAULT_POLICY_NAME and matches(p.policy, insurer, category, severity)
+    ]
     if not candidates:
-        return StoredPolicy(DEFAULT_POLICY_NAME, 0, DEFAULT_POLICY)
+        stored_default = [p for p in policies if p.name == DEFAULT_POLICY_NAME]
+        return (
+            stored_default[0]
+            if stored_default
+            else StoredPolicy(DEFAULT_POLICY_NAME, 0, DEFAULT_POLICY)
+        )
     candidates.sort(key=lambda p: (-specificity(p.policy), -p.policy.priority, p.name))
     return candidates[0]

@@ -1,0 +1,68 @@
+"""Agent pages: the worklist and a complaint's page (plain HTML + small vanilla JS, no CDN).
+
+The pages are static files; their script calls the JSON API with the agent's bearer token,
+kept in the browser's localStorage after the agent pastes it once.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+from claimdesk.auth import issue_token
+from claimdesk.service import Runtime
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse
+
+from complaints.models import CASE_ID
+
+router = APIRouter(tags=["pages"])
+STATIC = Path(__file__).parent / "static"
+
+
+@router.get(
+    "/agent",
+    response_class=FileResponse,
+    summary="Agent worklist page",
+    description="Everything the agent owns, most urgent first, with live due times.",
+)
+async def worklist_page() -> FileResponse:
+    return FileResponse(STATIC / "worklist.html", media_type="text/html")
+
+
+@router.get(
+    "/agent/complaints/{complaint_id}",
+    response_class=FileResponse,
+    summary="Complaint page",
+    description="A complaint's clocks (live countdowns), owner, escalation level and history.",
+)
+async def complaint_page(
+    complaint_id: Annotated[str, PathParam(pattern=CASE_ID)],
+) -> FileResponse:
+    return FileResponse(STATIC / "complaint.html", media_type="text/html")
+
+
+@router.get("/agent/app.js", include_in_schema=False)
+async def app_js() -> FileResponse:
+    return FileResponse(STATIC / "app.js", media_type="text/javascript")
+
+
+async def write_demo_credentials(rt: Runtime) -> None:
+    """Demo: a token for agent A001 and one for a supervisor, written for the launcher."""
+    now = rt.clock.now()
+    lines = ["# complaints service: agent pages at /agent, customer form at /complaint-form"]
+    for role, number, name in (("agent", "A001", "坐席 A001"), ("supervisor", "S001", "主管 S001")):
+        token, _ = issue_token(
+            rt.settings.secret(),
+            subject=number,
+            role=role,  # type: ignore[arg-type]
+            now=now,
+            ttl=timedelta(days=30),
+            name=name,
+            number=number,
+        )
+        lines.append(f"{role} {number}: {token}")
+    rt.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (rt.settings.data_dir / "credentials-complaints.txt").write_text("\n".join(lines) + "\n")
