@@ -2,10 +2,40 @@
 
 from __future__ import annotations
 
-from claimdesk.service import ServiceDefinition
+from claimdesk.service import Runtime, ServiceDefinition
+
+from analytics.api import router as api_router
+from analytics.consumers import consumer_specs
+from analytics.dashboard import background_jobs
+from analytics.dashboard import router as dashboard_router
+from analytics.rebuild import rebuild_if_version_changed
+from analytics.reports import router as reports_router
+from analytics.settings import AnalyticsSettings
+from analytics.tables import MIGRATIONS
+
+
+async def on_start(runtime: Runtime) -> None:
+    runtime.extras.setdefault("analytics_settings", AnalyticsSettings())
+    await rebuild_if_version_changed(runtime)
+
 
 DEFINITION = ServiceDefinition(
     name="analytics",
     title="ClaimDesk Analytics",
-    description="The analytics service of ClaimDesk (health and readiness only until its issue lands).",
+    description=(
+        "Folds every event of intake, dispatch and complaints into statistics (数据统计), "
+        "surveyor evaluation (考核监督), case history with as-of state, the ops dashboard and "
+        "the manager's reports. Publishes nothing."
+    ),
+    migrations=MIGRATIONS,
+    routers=[api_router, reports_router, dashboard_router],
+    consumers=consumer_specs,
+    background=background_jobs,
+    on_start=on_start,
+    openapi_tags=[
+        {"name": "statistics", "description": "Statistics tables (数据统计, 考核监督)"},
+        {"name": "history", "description": "Every event of a case, and its state as of a time"},
+        {"name": "reports", "description": "The manager's daily, weekly and monthly reports"},
+        {"name": "dashboard", "description": "The live ops dashboard"},
+    ],
 )

@@ -1,0 +1,65 @@
+"""The one consumer of analytics: every topic, folded a batch at a time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from claimdesk import CONTEXTS
+from claimdesk.consumer import ConsumerSpec
+from claimdesk.events.base import Envelope
+from claimdesk.service import Runtime
+
+from analytics.codec import decode_envelope
+from analytics.folder import NOTIFY_CHANNEL, Folder
+from analytics.projections import FoldConfig
+from analytics.settings import AnalyticsSettings
+
+CONSUMER_NAME = "analytics-fold"
+
+
+def fold_config(s: AnalyticsSettings) -> FoldConfig:
+    return FoldConfig(
+        tz=ZoneInfo(s.timezone),
+        on_time_arrival=timedelta(minutes=s.on_time_arrival_minutes),
+        default_answer_time=timedelta(hours=s.complaint_default_answer_hours),
+    )
+
+
+def notify_channel_for(schema: str) -> str:
+    return f"{schema}_{NOTIFY_CHANNEL}"[:63]
+
+
+def notify_channel(runtime: Runtime) -> str:
+    return notify_channel_for(runtime.schema)
+
+
+def live_folder(runtime: Runtime) -> Folder:
+    folder = runtime.extras.get("folder")
+    if folder is None:
+        cfg = fold_config(runtime.extras.get("analytics_settings") or AnalyticsSettings())
+        folder = Folder(cfg, notify=notify_channel(runtime))
+        runtime.extras["folder"] = folder
+    assert isinstance(folder, Folder)
+    return folder
+
+
+def consumer_specs(runtime: Runtime) -> list[ConsumerSpec]:
+    folder = live_folder(runtime)
+
+    async def one(conn: asyncpg.Connection, env: Envelope) -> None:
+        await folder.apply(conn, [env])
+
+    async def batch(conn: asyncpg.Connection, envs: list[Envelope]) -> None:
+        await folder.apply(conn, envs)
+
+    return [
+        ConsumerSpec(
+            CONSUMER_NAME,
+            [runtime.topic(c) for c in CONTEXTS],
+            one,
+            batch_handler=batch,
+            decoder=decode_envelope,
+        )
+    ]

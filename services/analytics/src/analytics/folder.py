@@ -1,0 +1,139 @@
+"""The batch fold against Postgres: history insert (dedupe), load touched rows, fold, upsert.
+
+One `Folder` writes into one set of tables: the live ones (suffix "") or a rebuild's shadow
+copies (suffix "__rebuild"). Used by the live consumer and by the rebuild alike, so both fold
+with exactly the same code.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+from claimdesk.events.base import Envelope
+
+from analytics.codec import OpaquePayload, case_id_of
+from analytics.projections import BatchFold, FoldConfig, Row, fold_batch, keys_by_table
+from analytics.tables import (
+    ALL_TABLES,
+    BY_NAME,
+    CASE_COUNTS,
+    CASE_EVENTS,
+    ESCALATIONS,
+    SURVEYOR_STATS,
+    Table,
+)
+
+NOTIFY_CHANNEL = "analytics_changed"
+
+
+def _subject(env: Envelope) -> str:
+    return case_id_of(env) or env.key or env.stream_id
+
+
+def _columns(table: Table, rows: list[Row]) -> list[list[Any]]:
+    return [[r.get(c) for r in rows] for c in table.column_names]
+
+
+class Folder:
+    def __init__(self, cfg: FoldConfig, suffix: str = "", notify: str | None = None) -> None:
+        self.cfg = cfg
+        self.suffix = suffix
+        self.notify = notify
+        self._upsert = {t.name: t.upsert_sql(self.t(t)) for t in ALL_TABLES}
+        self._history_sql = CASE_EVENTS.insert_sql(self.t(CASE_EVENTS)) + " RETURNING event_id"
+        self._escalation_sql = ESCALATIONS.insert_sql(self.t(ESCALATIONS))
+        self._load = {
+            t.name: (
+                f"SELECT {', '.join(t.column_names)} FROM {self.t(t)} "
+                f"WHERE {t.key[0]} = ANY($1::text[]) ORDER BY {t.key[0]} FOR UPDATE"
+            )
+            for t in ALL_TABLES
+            if len(t.key) == 1 and t is not CASE_EVENTS and not t.counters
+        }
+
+    def t(self, table: Table) -> str:
+        return table.name + self.suffix
+
+    async def insert_history(
+        self, conn: asyncpg.Connection, events: list[Envelope]
+    ) -> list[Envelope]:
+        """Store every event in case_events; return those not stored before, in order."""
+        seen: set[Any] = set()
+        unique: list[Envelope] = []
+        for env in events:
+            if env.event_id not in seen:
+                seen.add(env.event_id)
+                unique.append(env)
+        if not unique:
+            return []
+        rows = [history_row(e) for e in unique]
+        fresh = {
+            r["event_id"] for r in await conn.fetch(self._history_sql, *_columns(CASE_EVENTS, rows))
+        }
+        return [e for e in unique if e.event_id in fresh]
+
+    async def apply(self, conn: asyncpg.Connection, events: list[Envelope]) -> int:
+        """Fold a batch inside the caller's transaction. Returns how many events were new."""
+        fresh = await self.insert_history(conn, events)
+        if not fresh:
+            return 0
+        known = [e for e in fresh if not isinstance(e.payload, OpaquePayload)]
+        loaded: dict[str, dict[str, Row | None]] = {}
+        for name, keys in sorted(keys_by_table(known).items()):
+            ordered = sorted(keys)
+            rows = await conn.fetch(self._load[name], ordered)
+            got: dict[str, Row | None] = {r[0]: dict(r) for r in rows}
+            loaded[name] = {k: got.get(k) for k in ordered}
+        result = fold_batch(known, loaded, self.cfg)
+        await self.write(conn, result)
+        if self.notify:
+            await conn.execute("SELECT pg_notify($1, $2)", self.notify, str(len(fresh)))
+        return len(fresh)
+
+    async def write(self, conn: asyncpg.Connection, result: BatchFold) -> None:
+        for name, rows in sorted(result.rows.items()):
+            table = BY_NAME[name]
+            ordered = [rows[k] for k in sorted(rows)]
+            await conn.execute(self._upsert[name], *_columns(table, ordered))
+        if result.case_counts:
+            items = sorted(result.case_counts.items())
+            rows = [
+                dict(zip(CASE_COUNTS.column_names, (*k, n), strict=True))
+                for k, n in items
+                if n != 0
+            ]
+            if rows:
+                await conn.execute(self._upsert[CASE_COUNTS.name], *_columns(CASE_COUNTS, rows))
+            if any(n < 0 for _, n in items):
+                await conn.execute(f"DELETE FROM {self.t(CASE_COUNTS)} WHERE count = 0")
+        if result.surveyor_stats:
+            rows = []
+            for (sid, day), stats in sorted(result.surveyor_stats.items()):
+                row: Row = dict.fromkeys(SURVEYOR_STATS.counters, 0)
+                row.update(stats)
+                row["surveyor_id"], row["day"] = sid, day
+                rows.append(row)
+            await conn.execute(self._upsert[SURVEYOR_STATS.name], *_columns(SURVEYOR_STATS, rows))
+        if result.escalations:
+            rows = [result.escalations[k] for k in sorted(result.escalations)]
+            await conn.execute(self._escalation_sql, *_columns(ESCALATIONS, rows))
+
+
+def history_row(env: Envelope) -> Row:
+    return {
+        "event_id": env.event_id,
+        "case_id": case_id_of(env),
+        "subject": _subject(env),
+        "event_type": env.event_type,
+        "context": getattr(env.payload, "context", None) or env.producer,
+        "producer": env.producer,
+        "stream_id": env.stream_id,
+        "sequence": env.sequence,
+        "occurred_at": env.occurred_at,
+        "recorded_at": env.recorded_at,
+        "actor": env.actor,
+        "known": not isinstance(env.payload, OpaquePayload),
+        "envelope": json.loads(env.model_dump_json()),
+    }

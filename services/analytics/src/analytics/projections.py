@@ -1,0 +1,389 @@
+"""Pure fold functions: (row before or None, event) -> row after. No I/O, time comes from events.
+
+Rows are plain dicts with the columns of `tables`. Each function only sets the columns its
+event is about, so events of one entity arriving from different topics or partitions in a
+different order (Kafka gives no order across partitions) still fold to the same row; where a
+value could be set twice the rule is explicit (earliest time wins, counters add up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from claimdesk.events.base import Envelope
+
+from analytics.tables import CALLBACKS, CASES, COMPLAINTS, DISCREPANCIES, JOBS, SURVEYORS, Table
+
+Row = dict[str, Any]
+
+CASE_DIMENSIONS = ("insurer_code", "loss_type", "channel", "region")
+CASE_CORRECTABLE = {
+    "insurer_code",
+    "channel",
+    "loss_type",
+    "region",
+    "plate",
+    "priority",
+    "first_contact_owner",
+}
+
+
+@dataclass(frozen=True)
+class FoldConfig:
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+    on_time_arrival: timedelta = timedelta(minutes=60)
+    default_answer_time: timedelta = timedelta(hours=24)
+
+    def day(self, at: datetime) -> date:
+        return at.astimezone(self.tz).date()
+
+
+def empty(table: Table, key: str) -> Row:
+    row: Row = dict.fromkeys(table.column_names)
+    row[table.key[0]] = key
+    return row
+
+
+def _min(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b < a else a
+
+
+def _p(env: Envelope) -> dict[str, Any]:
+    return env.payload.__dict__
+
+
+# -- periods --------------------------------------------------------------------------------
+
+GRANULARITIES = ("day", "week", "month")
+
+
+def period_start(day: date, granularity: str) -> date:
+    if granularity == "day":
+        return day
+    if granularity == "week":
+        return day - timedelta(days=day.weekday())  # ISO week starts on Monday
+    if granularity == "month":
+        return day.replace(day=1)
+    raise ValueError(f"unknown granularity {granularity!r}")
+
+
+def period_label(start: date, granularity: str) -> str:
+    if granularity == "week":
+        year, week, _ = start.isocalendar()
+        return f"{year}-W{week:02d}"
+    if granularity == "month":
+        return f"{start:%Y-%m}"
+    return start.isoformat()
+
+
+def case_count_keys(row: Row | None) -> list[tuple[Any, ...]]:
+    """The case_counts keys a case row counts under (none until it was reported)."""
+    if row is None or row.get("report_day") is None:
+        return []
+    dims = tuple(row.get(d) or "" for d in CASE_DIMENSIONS)
+    return [(g, period_start(row["report_day"], g), *dims) for g in GRANULARITIES]
+
+
+# -- cases (intake) -------------------------------------------------------------------------
+
+INTAKE_CASE_EVENTS = {
+    "CaseReported",
+    "CaseDetailsCorrected",
+    "CaseCancelled",
+    "DuplicateCaseLinked",
+}
+
+
+def fold_case(row: Row | None, env: Envelope, cfg: FoldConfig) -> Row:
+    p = _p(env)
+    out = dict(row) if row is not None else empty(CASES, p["case_id"])
+    t = env.event_type
+    if t == "CaseReported":
+        for k in CASE_CORRECTABLE:
+            out[k] = p.get(k)
+        out["reported_at"] = env.occurred_at
+        out["report_day"] = cfg.day(env.occurred_at)
+    elif t == "CaseDetailsCorrected":
+        for k, v in (p.get("changes") or {}).items():
+            if k in CASE_CORRECTABLE:
+                out[k] = v
+        out["corrections"] = (out.get("corrections") or 0) + 1
+    elif t == "CaseCancelled":
+        out["cancelled_at"] = _min(out.get("cancelled_at"), env.occurred_at)
+    elif t == "DuplicateCaseLinked":
+        out["duplicate_of"] = p.get("duplicate_of")
+    return out
+
+
+# -- jobs and surveyors (dispatch) ----------------------------------------------------------
+
+JOB_EVENTS = {
+    "SurveyorAssigned",
+    "JobQueuedForDispatcher",
+    "JobAcknowledged",
+    "JobDeclined",
+    "AssignmentTimedOut",
+    "SurveyorReassigned",
+    "SurveyorArrived",
+    "SurveyCompleted",
+    "CaseClosed",
+}
+SURVEYOR_EVENTS = {"SurveyorRegistered", "SurveyorDetailsChanged", "SurveyorRetired"}
+
+StatDelta = tuple[str, str, int]  # (surveyor_id, counter, amount); day: the event's day
+
+
+def fold_job(row: Row | None, env: Envelope, cfg: FoldConfig) -> tuple[Row, list[StatDelta]]:
+    """Fold one dispatch event into its job; also return the surveyor counter deltas."""
+    p = _p(env)
+    out = dict(row) if row is not None else empty(JOBS, p["job_id"])
+    for k in ("declines", "timeouts", "reassignments"):
+        out[k] = out.get(k) or 0
+    out["case_id"] = out.get("case_id") or p.get("case_id")
+    at = env.occurred_at
+    t = env.event_type
+    sid = p.get("surveyor_id")
+    deltas: list[StatDelta] = []
+    if t in ("SurveyorAssigned", "SurveyorReassigned"):
+        sid = p["surveyor_id"] if t == "SurveyorAssigned" else p["to_surveyor_id"]
+        out["surveyor_id"] = sid
+        out["first_assigned_at"] = _min(out.get("first_assigned_at"), at)
+        out["assigned_at"] = at
+        out["ack_due_at"] = p.get("ack_due_at")
+        out["current_acked"] = False
+        if p.get("insurer_code"):
+            out["insurer_code"] = p["insurer_code"]
+        if t == "SurveyorReassigned":
+            out["reassignments"] += 1
+        deltas.append((sid, "assigned", 1))
+    elif t == "JobQueuedForDispatcher":
+        out["queued_at"] = _min(out.get("queued_at"), at)
+    elif t == "JobAcknowledged":
+        out["acknowledged_at"] = _min(out.get("acknowledged_at"), at)
+        out["current_acked"] = True
+        deltas.append((sid, "acknowledged", 1))
+    elif t == "JobDeclined":
+        out["declines"] += 1
+        deltas.append((sid, "declined", 1))
+    elif t == "AssignmentTimedOut":
+        out["timeouts"] += 1
+        deltas.append((sid, "timed_out", 1))
+    elif t == "SurveyorArrived":
+        first = out.get("arrived_at") is None
+        out["arrived_at"] = _min(out.get("arrived_at"), at)
+        if first:
+            deltas.append((sid, "arrived", 1))
+            assigned = out.get("assigned_at")
+            if assigned is not None and at - assigned <= cfg.on_time_arrival:
+                deltas.append((sid, "on_time", 1))
+    elif t == "SurveyCompleted":
+        first = out.get("completed_at") is None
+        out["completed_at"] = _min(out.get("completed_at"), at)
+        out["loss_estimate"] = p.get("loss_estimate")
+        if first:
+            deltas.append((sid, "completed", 1))
+            arrived = out.get("arrived_at")
+            if arrived is not None:
+                deltas.append((sid, "survey_ms", int((at - arrived).total_seconds() * 1000)))
+    elif t == "CaseClosed":
+        out["closed_at"] = _min(out.get("closed_at"), at)
+    return out, deltas
+
+
+def fold_surveyor(row: Row | None, env: Envelope) -> Row:
+    p = _p(env)
+    out = dict(row) if row is not None else empty(SURVEYORS, p["surveyor_id"])
+    if env.event_type == "SurveyorRegistered":
+        out["name"], out["team"] = p.get("name"), p.get("team")
+        out["retired"] = bool(out.get("retired"))
+    elif env.event_type == "SurveyorDetailsChanged":
+        changes = p.get("changes") or {}
+        for k in ("name", "team"):
+            if k in changes:
+                out[k] = changes[k]
+    elif env.event_type == "SurveyorRetired":
+        out["retired"] = True
+    return out
+
+
+# -- complaints and callbacks ---------------------------------------------------------------
+
+COMPLAINT_EVENTS = {
+    "ComplaintReceived",
+    "ComplaintTriaged",
+    "ComplaintAssigned",
+    "ComplaintResolved",
+    "CustomerFeedbackRecorded",
+}
+CALLBACK_EVENTS = {"CallbackScheduled", "CallbackCompleted", "CallbackFailed"}
+DISCREPANCY_EVENTS = {"DiscrepancyRecorded", "DiscrepancyResolved"}
+
+
+def fold_complaint(row: Row | None, env: Envelope, cfg: FoldConfig) -> Row:
+    p = _p(env)
+    out = dict(row) if row is not None else empty(COMPLAINTS, p["complaint_id"])
+    if p.get("case_id") and not out.get("case_id"):
+        out["case_id"] = p["case_id"]
+    at = env.occurred_at
+    t = env.event_type
+    if t == "ComplaintReceived":
+        for k in ("surveyor_id", "insurer_code", "category", "severity", "channel", "owner"):
+            out[k] = p.get(k)
+        out["received_at"] = at
+        out["received_day"] = cfg.day(at)
+        out["answer_due_at"] = p.get("promised_answer_at") or at + cfg.default_answer_time
+    elif t == "ComplaintTriaged":
+        out["valid"] = p["valid"]
+        out["triaged_at"] = _min(out.get("triaged_at"), at)
+    elif t == "ComplaintAssigned":
+        out["assignee"] = p.get("assignee")
+    elif t == "ComplaintResolved":
+        out["resolved_at"] = _min(out.get("resolved_at"), at)
+    elif t == "CustomerFeedbackRecorded":
+        out["satisfied"] = p.get("satisfied")
+    return out
+
+
+def escalation_row(env: Envelope, cfg: FoldConfig) -> Row:
+    p = _p(env)
+    return {
+        "complaint_id": p["complaint_id"],
+        "level": p["level"],
+        "clock": p["clock"],
+        "escalated_to": p["escalated_to"],
+        "escalated_at": env.occurred_at,
+        "escalated_day": cfg.day(env.occurred_at),
+    }
+
+
+def fold_callback(row: Row | None, env: Envelope, cfg: FoldConfig) -> Row:
+    p = _p(env)
+    out = dict(row) if row is not None else empty(CALLBACKS, p["callback_id"])
+    out["case_id"] = out.get("case_id") or p.get("case_id")
+    at = env.occurred_at
+    t = env.event_type
+    if t == "CallbackScheduled":
+        for k in ("insurer_code", "owner", "due_at"):
+            out[k] = p.get(k)
+        out["surveyor_id"] = out.get("surveyor_id") or p.get("surveyor_id")
+        out["scheduled_at"] = at
+        out["day"] = out.get("day") or cfg.day(at)
+    elif t == "CallbackCompleted":
+        out["completed_at"] = _min(out.get("completed_at"), at)
+        out["satisfaction"] = p.get("satisfaction")
+        out["surveyor_rating"] = p.get("surveyor_rating")
+        out["reasons"] = "\n".join(p.get("reasons") or [])
+        out["agent"] = p.get("agent")
+        if p.get("surveyor_id"):
+            out["surveyor_id"] = p["surveyor_id"]
+        out["day"] = cfg.day(at) if out.get("scheduled_at") is None else out["day"]
+    elif t == "CallbackFailed":
+        out["failed_at"] = _min(out.get("failed_at"), at)
+        out["attempts"] = p.get("attempts")
+        out["day"] = cfg.day(at) if out.get("scheduled_at") is None else out["day"]
+    return out
+
+
+def fold_discrepancy(row: Row | None, env: Envelope, cfg: FoldConfig) -> Row:
+    p = _p(env)
+    out = dict(row) if row is not None else empty(DISCREPANCIES, p["discrepancy_id"])
+    out["case_id"] = out.get("case_id") or p.get("case_id")
+    if env.event_type == "DiscrepancyRecorded":
+        out["field"], out["agent"] = p.get("field"), p.get("agent")
+        out["recorded_at"] = env.occurred_at
+        out["day"] = cfg.day(env.occurred_at)
+    else:
+        out["resolved_at"] = _min(out.get("resolved_at"), env.occurred_at)
+        out["resolved_by"] = p.get("resolved_by")
+    return out
+
+
+# -- routing: which table and key an event folds into -----------------------------------------
+
+
+def route(env: Envelope) -> tuple[Table, str] | None:
+    t = env.event_type
+    p = _p(env)
+    if t in INTAKE_CASE_EVENTS:
+        return CASES, p["case_id"]
+    if t in JOB_EVENTS:
+        return JOBS, p["job_id"]
+    if t in SURVEYOR_EVENTS:
+        return SURVEYORS, p["surveyor_id"]
+    if t in COMPLAINT_EVENTS:
+        return COMPLAINTS, p["complaint_id"]
+    if t in CALLBACK_EVENTS:
+        return CALLBACKS, p["callback_id"]
+    if t in DISCREPANCY_EVENTS:
+        return DISCREPANCIES, p["discrepancy_id"]
+    return None
+
+
+@dataclass
+class BatchFold:
+    """The in-memory result of folding a batch: rows to write and counter deltas."""
+
+    before: dict[str, dict[str, Row | None]]
+    rows: dict[str, dict[str, Row]] = field(default_factory=dict)
+    case_counts: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    surveyor_stats: dict[tuple[str, date], dict[str, int]] = field(default_factory=dict)
+    escalations: dict[tuple[Any, ...], Row] = field(default_factory=dict)
+
+
+def fold_batch(
+    events: list[Envelope], loaded: dict[str, dict[str, Row | None]], cfg: FoldConfig
+) -> BatchFold:
+    """Fold events in order over the loaded rows (table -> key -> row or None)."""
+    result = BatchFold(before=loaded)
+    current: dict[str, dict[str, Row | None]] = {t: dict(rows) for t, rows in loaded.items()}
+    for env in events:
+        if env.event_type == "ComplaintEscalated":
+            r = escalation_row(env, cfg)
+            result.escalations.setdefault((r["complaint_id"], r["level"], r["clock"]), r)
+            continue
+        target = route(env)
+        if target is None:
+            continue
+        table, key = target
+        rows = current.setdefault(table.name, {})
+        row = rows.get(key)
+        if table is CASES:
+            new = fold_case(row, env, cfg)
+        elif table is JOBS:
+            new, deltas = fold_job(row, env, cfg)
+            for sid, counter, amount in deltas:
+                if sid:
+                    stats = result.surveyor_stats.setdefault((sid, cfg.day(env.occurred_at)), {})
+                    stats[counter] = stats.get(counter, 0) + amount
+        elif table is SURVEYORS:
+            new = fold_surveyor(row, env)
+        elif table is COMPLAINTS:
+            new = fold_complaint(row, env, cfg)
+        elif table is CALLBACKS:
+            new = fold_callback(row, env, cfg)
+        else:
+            new = fold_discrepancy(row, env, cfg)
+        rows[key] = new
+        result.rows.setdefault(table.name, {})[key] = new
+    for key, after in result.rows.get(CASES.name, {}).items():
+        before = loaded.get(CASES.name, {}).get(key)
+        old_keys, new_keys = case_count_keys(before), case_count_keys(after)
+        if old_keys == new_keys:
+            continue
+        for k in old_keys:
+            result.case_counts[k] = result.case_counts.get(k, 0) - 1
+        for k in new_keys:
+            result.case_counts[k] = result.case_counts.get(k, 0) + 1
+    return result
+
+
+def keys_by_table(events: list[Envelope]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for env in events:
+        target = route(env)
+        if target is not None:
+            out.setdefault(target[0].name, set()).add(target[1])
+    return out

@@ -1,0 +1,7 @@
+"""Manager's reports (placeholder)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

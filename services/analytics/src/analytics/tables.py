@@ -1,0 +1,285 @@
+"""Analytics' tables: one spec per table, from which the migration, the shadow copies used by a
+rebuild and the bulk upserts are generated.
+
+Entity tables (one row per case, job, complaint, ...) are folded by loading the touched rows,
+applying the pure fold functions of `projections` and writing them back. Counter tables are
+upserted by adding deltas. `case_events` is the full history and the fold's dedupe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from claimdesk.db import Migration
+
+PROJECTION_VERSION = 1
+"""Bump when a fold function changes meaning: the service rebuilds every table at start."""
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[tuple[str, str], ...]  # (column, postgres type)
+    key: tuple[str, ...]
+    counters: tuple[str, ...] = ()  # counter tables: these columns are added on upsert
+    extra_sql: str = ""  # indexes ({t} is the table name)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c for c, _ in self.columns]
+
+    def ddl(self, name: str | None = None) -> str:
+        t = name or self.name
+        cols = ",\n  ".join(f"{c} {typ}" for c, typ in self.columns)
+        sql = f"CREATE TABLE {t} (\n  {cols},\n  PRIMARY KEY ({', '.join(self.key)})\n);\n"
+        if self.extra_sql:
+            sql += self.extra_sql.format(t=t)
+        return sql
+
+    def insert_sql(self, name: str | None = None) -> str:
+        """Insert from column arrays, skipping rows whose key exists."""
+        t = name or self.name
+        arrays = ", ".join(f"${i + 1}::{typ}[]" for i, (_, typ) in enumerate(self.columns))
+        return (
+            f"INSERT INTO {t} ({', '.join(self.column_names)}) SELECT * FROM unnest({arrays}) "
+            "ON CONFLICT DO NOTHING"
+        )
+
+    def upsert_sql(self, name: str | None = None) -> str:
+        t = name or self.name
+        cols = self.column_names
+        arrays = ", ".join(f"${i + 1}::{typ}[]" for i, (_, typ) in enumerate(self.columns))
+        if self.counters:
+            sets = ", ".join(f"{c} = {t}.{c} + excluded.{c}" for c in self.counters)
+        else:
+            sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in self.key)
+        conflict = f"DO UPDATE SET {sets}" if sets else "DO NOTHING"
+        return (
+            f"INSERT INTO {t} ({', '.join(cols)}) SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT ({', '.join(self.key)}) {conflict}"
+        )
+
+
+CASE_EVENTS = Table(
+    "case_events",
+    (
+        ("event_id", "uuid"),
+        ("case_id", "text"),
+        ("subject", "text"),
+        ("event_type", "text"),
+        ("context", "text"),
+        ("producer", "text"),
+        ("stream_id", "text"),
+        ("sequence", "int"),
+        ("occurred_at", "timestamptz"),
+        ("recorded_at", "timestamptz"),
+        ("actor", "text"),
+        ("known", "boolean"),
+        ("envelope", "jsonb"),
+    ),
+    ("event_id",),
+    extra_sql=(
+        "CREATE INDEX {t}_case ON {t} (case_id, occurred_at, recorded_at);\n"
+        "CREATE INDEX {t}_recorded ON {t} (recorded_at);\n"
+    ),
+)
+
+CASES = Table(
+    "cases",
+    (
+        ("case_id", "text"),
+        ("insurer_code", "text"),
+        ("channel", "text"),
+        ("loss_type", "text"),
+        ("region", "text"),
+        ("plate", "text"),
+        ("priority", "text"),
+        ("first_contact_owner", "text"),
+        ("reported_at", "timestamptz"),
+        ("report_day", "date"),
+        ("cancelled_at", "timestamptz"),
+        ("duplicate_of", "text"),
+        ("corrections", "int"),
+    ),
+    ("case_id",),
+    extra_sql="CREATE INDEX {t}_day ON {t} (report_day, insurer_code);\n",
+)
+
+CASE_COUNTS = Table(
+    "case_counts",
+    (
+        ("granularity", "text"),
+        ("period", "date"),
+        ("insurer_code", "text"),
+        ("loss_type", "text"),
+        ("channel", "text"),
+        ("region", "text"),
+        ("count", "int"),
+    ),
+    ("granularity", "period", "insurer_code", "loss_type", "channel", "region"),
+    counters=("count",),
+)
+
+JOBS = Table(
+    "jobs",
+    (
+        ("job_id", "text"),
+        ("case_id", "text"),
+        ("insurer_code", "text"),
+        ("surveyor_id", "text"),
+        ("queued_at", "timestamptz"),
+        ("first_assigned_at", "timestamptz"),
+        ("assigned_at", "timestamptz"),
+        ("ack_due_at", "timestamptz"),
+        ("acknowledged_at", "timestamptz"),
+        ("current_acked", "boolean"),
+        ("arrived_at", "timestamptz"),
+        ("completed_at", "timestamptz"),
+        ("closed_at", "timestamptz"),
+        ("declines", "int"),
+        ("timeouts", "int"),
+        ("reassignments", "int"),
+        ("loss_estimate", "float8"),
+    ),
+    ("job_id",),
+    extra_sql="CREATE INDEX {t}_case ON {t} (case_id);\n",
+)
+
+SURVEYORS = Table(
+    "surveyors",
+    (
+        ("surveyor_id", "text"),
+        ("name", "text"),
+        ("team", "text"),
+        ("retired", "boolean"),
+    ),
+    ("surveyor_id",),
+)
+
+SURVEYOR_STATS = Table(
+    "surveyor_stats",
+    (
+        ("surveyor_id", "text"),
+        ("day", "date"),
+        ("assigned", "int"),
+        ("acknowledged", "int"),
+        ("declined", "int"),
+        ("timed_out", "int"),
+        ("arrived", "int"),
+        ("on_time", "int"),
+        ("completed", "int"),
+        ("survey_ms", "bigint"),
+    ),
+    ("surveyor_id", "day"),
+    counters=(
+        "assigned",
+        "acknowledged",
+        "declined",
+        "timed_out",
+        "arrived",
+        "on_time",
+        "completed",
+        "survey_ms",
+    ),
+)
+
+COMPLAINTS = Table(
+    "complaints",
+    (
+        ("complaint_id", "text"),
+        ("case_id", "text"),
+        ("surveyor_id", "text"),
+        ("insurer_code", "text"),
+        ("category", "text"),
+        ("severity", "text"),
+        ("channel", "text"),
+        ("owner", "text"),
+        ("received_at", "timestamptz"),
+        ("received_day", "date"),
+        ("answer_due_at", "timestamptz"),
+        ("valid", "boolean"),
+        ("triaged_at", "timestamptz"),
+        ("assignee", "text"),
+        ("resolved_at", "timestamptz"),
+        ("satisfied", "boolean"),
+    ),
+    ("complaint_id",),
+)
+
+ESCALATIONS = Table(
+    "complaint_escalations",
+    (
+        ("complaint_id", "text"),
+        ("level", "int"),
+        ("clock", "text"),
+        ("escalated_to", "text"),
+        ("escalated_at", "timestamptz"),
+        ("escalated_day", "date"),
+    ),
+    ("complaint_id", "level", "clock"),
+)
+
+CALLBACKS = Table(
+    "callbacks",
+    (
+        ("callback_id", "text"),
+        ("case_id", "text"),
+        ("surveyor_id", "text"),
+        ("insurer_code", "text"),
+        ("owner", "text"),
+        ("scheduled_at", "timestamptz"),
+        ("due_at", "timestamptz"),
+        ("completed_at", "timestamptz"),
+        ("failed_at", "timestamptz"),
+        ("attempts", "int"),
+        ("satisfaction", "int"),
+        ("surveyor_rating", "int"),
+        ("reasons", "text"),
+        ("agent", "text"),
+        ("day", "date"),
+    ),
+    ("callback_id",),
+)
+
+DISCREPANCIES = Table(
+    "discrepancies",
+    (
+        ("discrepancy_id", "text"),
+        ("case_id", "text"),
+        ("field", "text"),
+        ("agent", "text"),
+        ("recorded_at", "timestamptz"),
+        ("day", "date"),
+        ("resolved_at", "timestamptz"),
+        ("resolved_by", "text"),
+    ),
+    ("discrepancy_id",),
+)
+
+ENTITY_TABLES = (CASES, JOBS, SURVEYORS, COMPLAINTS, CALLBACKS, DISCREPANCIES)
+ALL_TABLES = (
+    CASE_EVENTS,
+    CASES,
+    CASE_COUNTS,
+    JOBS,
+    SURVEYORS,
+    SURVEYOR_STATS,
+    COMPLAINTS,
+    ESCALATIONS,
+    CALLBACKS,
+    DISCREPANCIES,
+)
+BY_NAME = {t.name: t for t in ALL_TABLES}
+
+MIGRATIONS = [
+    Migration(
+        "analytics",
+        1,
+        "projections",
+        "\n".join(t.ddl() for t in ALL_TABLES)
+        + """
+        CREATE TABLE analytics_meta (key text PRIMARY KEY, value text NOT NULL,
+                                     updated_at timestamptz NOT NULL DEFAULT now());
+        """,
+    )
+]

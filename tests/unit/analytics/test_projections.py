@@ -1,0 +1,212 @@
+"""Pure folds: cases and counters, jobs and surveyor deltas, order independence, score."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from analytics.codec import OpaquePayload, decode_envelope
+from analytics.history import case_state
+from analytics.projections import (
+    FoldConfig,
+    case_count_keys,
+    fold_batch,
+    fold_complaint,
+    fold_job,
+    period_label,
+    period_start,
+)
+from analytics.queries import SCORE_WEIGHTS, composite, score_parts
+from claimdesk.events import complaints as ce
+from claimdesk.events import dispatch as de
+from claimdesk.events import intake as ie
+from claimdesk.events.base import Envelope, Event
+
+T0 = datetime(2026, 11, 25, 23, 30, tzinfo=UTC)  # 07:30 on the 26th in Shanghai
+CFG = FoldConfig()
+
+
+def env(e: Event, at: datetime = T0) -> Envelope:
+    return Envelope(
+        event_id=uuid.uuid4(),
+        event_type=e.event_type,
+        schema_version=e.schema_version,
+        stream_id="s",
+        sequence=1,
+        occurred_at=at,
+        recorded_at=at,
+        producer=e.context,
+        correlation_id=uuid.uuid4(),
+        key=e.partition_key() or "s",
+        payload=e,
+    )
+
+
+def reported(case_id: str = "C1", **kw: Any) -> ie.CaseReported:
+    values: dict[str, Any] = {
+        "case_id": case_id,
+        "insurer_code": "PICC",
+        "channel": "phone",
+        "loss_type": "injury",
+        "loss_time": T0,
+        "loss_address": "x",
+    }
+    values.update(kw)
+    return ie.CaseReported(**values)
+
+
+def test_periods_use_iso_weeks_and_months() -> None:
+    d = date(2026, 11, 26)  # a Thursday
+    assert period_start(d, "week") == date(2026, 11, 23)
+    assert period_label(period_start(d, "week"), "week") == "2026-W48"
+    assert period_label(period_start(d, "month"), "month") == "2026-11"
+    assert period_label(date(2027, 1, 1), "week") == "2026-W53"
+
+
+def test_case_counted_on_its_local_day_and_moved_by_a_correction() -> None:
+    result = fold_batch([env(reported())], {"cases": {"C1": None}}, CFG)
+    row = result.rows["cases"]["C1"]
+    assert row["report_day"] == date(2026, 11, 26)  # Shanghai, not UTC
+    assert result.case_counts == {k: 1 for k in case_count_keys(row)}
+    fix = ie.CaseDetailsCorrected(
+        case_id="C1", changes={"insurer_code": "CPIC"}, previous={}, corrected_by="A", reason="r"
+    )
+    again = fold_batch([env(fix)], {"cases": {"C1": row}}, CFG)
+    deltas = again.case_counts
+    assert sorted(deltas.values()) == [-1, -1, -1, 1, 1, 1]
+    assert {k[2] for k, n in deltas.items() if n > 0} == {"CPIC"}
+    # A correction of a field that is no dimension moves nothing.
+    plate = ie.CaseDetailsCorrected(
+        case_id="C1", changes={"plate": "沪B"}, previous={}, corrected_by="A", reason="r"
+    )
+    assert fold_batch([env(plate)], {"cases": {"C1": row}}, CFG).case_counts == {}
+
+
+def test_job_fold_counts_timeouts_reassignment_and_on_time_arrival() -> None:
+    due = T0 + timedelta(minutes=5)
+    steps = [
+        de.SurveyorAssigned(
+            job_id="J",
+            case_id="C1",
+            surveyor_id="S1",
+            policy_version="v",
+            reason="r",
+            ack_due_at=due,
+        ),
+        de.AssignmentTimedOut(job_id="J", case_id="C1", surveyor_id="S1", attempt=1, deadline=due),
+        de.SurveyorReassigned(
+            job_id="J",
+            case_id="C1",
+            from_surveyor_id="S1",
+            to_surveyor_id="S2",
+            attempt=2,
+            reason="timeout",
+            ack_due_at=due,
+        ),
+        de.JobAcknowledged(job_id="J", case_id="C1", surveyor_id="S2"),
+        de.SurveyorArrived(job_id="J", case_id="C1", surveyor_id="S2"),
+        de.SurveyCompleted(job_id="J", case_id="C1", surveyor_id="S2"),
+    ]
+    times = [T0, T0 + timedelta(minutes=5), T0 + timedelta(minutes=5), T0 + timedelta(minutes=6),
+             T0 + timedelta(minutes=50), T0 + timedelta(minutes=80)]  # fmt: skip
+    row = None
+    deltas: list[tuple[str, str, int]] = []
+    for e, at in zip(steps, times, strict=True):
+        row, d = fold_job(row, env(e, at), CFG)
+        deltas.extend(d)
+    assert row is not None
+    assert row["surveyor_id"] == "S2" and row["timeouts"] == 1 and row["reassignments"] == 1
+    assert row["first_assigned_at"] == T0 and row["acknowledged_at"] == times[3]
+    assert ("S1", "timed_out", 1) in deltas and ("S2", "on_time", 1) in deltas
+    assert ("S2", "survey_ms", 30 * 60 * 1000) in deltas
+    _, d = fold_job(
+        {**row, "arrived_at": None},
+        env(
+            de.SurveyorArrived(job_id="J", case_id="C1", surveyor_id="S2"), T0 + timedelta(hours=3)
+        ),
+        CFG,
+    )
+    assert ("S2", "on_time", 1) not in d and ("S2", "arrived", 1) in d
+
+
+def test_complaint_events_fold_the_same_in_either_order() -> None:
+    received = env(
+        ce.ComplaintReceived(
+            complaint_id="Q",
+            case_id="C1",
+            category="delay",
+            severity="low",
+            channel="phone",
+            caller_name="n",
+            caller_phone="p",
+            matter="m",
+            owner="A",
+        )
+    )
+    triaged = env(
+        ce.ComplaintTriaged(complaint_id="Q", valid=True, reason="r", triaged_by="T"),
+        T0 + timedelta(minutes=1),
+    )
+    a = fold_complaint(fold_complaint(None, received, CFG), triaged, CFG)
+    b = fold_complaint(fold_complaint(None, triaged, CFG), received, CFG)
+    assert a == b and a["valid"] is True and a["case_id"] == "C1"
+    assert a["answer_due_at"] == T0 + CFG.default_answer_time
+
+
+def test_unknown_event_type_decodes_to_an_opaque_payload() -> None:
+    raw = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "NotInventedYet",
+        "schema_version": 3,
+        "stream_id": "s",
+        "sequence": 1,
+        "occurred_at": T0.isoformat(),
+        "recorded_at": T0.isoformat(),
+        "producer": "intake",
+        "correlation_id": str(uuid.uuid4()),
+        "key": "C1",
+        "payload": {"case_id": "C1", "x": [1, 2]},
+    }
+    e = decode_envelope(raw)
+    assert isinstance(e.payload, OpaquePayload) and e.payload.model_extra == {
+        "case_id": "C1",
+        "x": [1, 2],
+    }
+    assert fold_batch([e], {}, CFG).rows == {}
+
+
+def test_composite_score_weights_and_missing_components() -> None:
+    assert abs(sum(SCORE_WEIGHTS.values()) - 1) < 1e-9
+    perfect = {"on_time_arrival": 1.0, "acknowledgement": 1.0, "survey_time": 1.0,
+               "callback_satisfaction": 1.0, "complaints": 1.0}  # fmt: skip
+    assert composite(perfect) == 100.0
+    assert composite(dict.fromkeys(perfect)) is None
+    # Only on-time (0.5) and satisfaction (1.0) known: weights renormalised over those two.
+    assert composite({"on_time_arrival": 0.5, "callback_satisfaction": 1.0}) == 75.0
+    parts = score_parts(
+        {"assigned": 10, "acknowledged": 8, "arrived": 8, "on_time": 6, "completed": 8,
+         "avg_survey_minutes": 75.0, "avg_satisfaction": 4.0, "valid_complaints": 1}
+    )  # fmt: skip
+    assert parts == {
+        "on_time_arrival": 0.75,
+        "acknowledgement": 0.8,
+        "survey_time": 0.5,
+        "callback_satisfaction": 0.75,
+        "complaints": 0.375,
+    }
+
+
+def test_case_state_as_of_history() -> None:
+    items = [
+        {"type": "CaseReported", "occurred_at": T0, "payload": {"insurer_code": "PICC"}},
+        {"type": "SurveyorAssigned", "occurred_at": T0, "payload": {"surveyor_id": "S1", "job_id": "J"}},
+        {"type": "ComplaintReceived", "occurred_at": T0, "payload": {"complaint_id": "Q"}},
+        {"type": "JobDeclined", "occurred_at": T0, "payload": {"surveyor_id": "S1"}},
+    ]  # fmt: skip
+    s = case_state("C1", items[:3])
+    assert (s["status"], s["surveyor_id"], len(s["open_complaints"])) == ("assigned", "S1", 1)
+    s = case_state("C1", items)
+    assert (s["status"], s["surveyor_id"]) == ("queued", None)
+    cancelled = [*items, {"type": "CaseCancelled", "occurred_at": T0, "payload": {}}]
+    assert case_state("C1", cancelled)["status"] == "cancelled"
