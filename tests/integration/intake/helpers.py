@@ -76,3 +76,62 @@ def phone_body(insurer_code: str, **overrides: Any) -> dict[str, Any]:
         callback_promised_at=(datetime.now(UTC) + timedelta(minutes=30)).isoformat(),
     )
     return body
+
+
+async def publish_dispatch(settings: Any, events: list[Any]) -> None:
+    """Publish dispatch events to the dispatch topic as the dispatch service's relay would."""
+    from claimdesk.events.base import Envelope
+    from claimdesk.kafka import ensure_topics, make_producer
+
+    await ensure_topics(settings)
+    producer = make_producer(settings, "test-dispatch")
+    await producer.start()
+    try:
+        for n, e in enumerate(events, 1):
+            now = datetime.now(UTC)
+            env = Envelope(
+                event_id=uuid.uuid4(),
+                event_type=e.event_type,
+                schema_version=e.schema_version,
+                stream_id=f"job-{e.case_id}",
+                sequence=n,
+                occurred_at=now,
+                recorded_at=now,
+                producer="dispatch",
+                correlation_id=uuid.uuid4(),
+                key=e.case_id,
+                payload=e,
+            )
+            await producer.send_and_wait(
+                settings.topic("dispatch"),
+                env.to_json_bytes(),
+                key=e.case_id.encode(),
+                headers=env.headers(),
+            )
+    finally:
+        await producer.stop()
+
+
+def assigned(case_id: str, surveyor: str = "SV001") -> Any:
+    from claimdesk.events.dispatch import SurveyorAssigned
+
+    return SurveyorAssigned(
+        job_id=f"J-{case_id}",
+        case_id=case_id,
+        surveyor_id=surveyor,
+        policy_version="test",
+        reason="nearest",
+        ack_due_at=datetime.now(UTC) + timedelta(minutes=5),
+    )
+
+
+def step(kind: str, case_id: str, surveyor: str = "SV001") -> Any:
+    from claimdesk.events import dispatch as d
+
+    if kind == "arrived":
+        return d.SurveyorArrived(job_id=f"J-{case_id}", case_id=case_id, surveyor_id=surveyor)
+    if kind == "completed":
+        return d.SurveyCompleted(
+            job_id=f"J-{case_id}", case_id=case_id, surveyor_id=surveyor, loss_estimate=3200.0
+        )
+    return d.CaseClosed(job_id=f"J-{case_id}", case_id=case_id, closed_by="D001")
