@@ -108,3 +108,52 @@ async def job_for_case(
     assert full.status_code == 200, full.text
     out: dict[str, Any] = full.json()
     return out
+
+
+@dataclass
+class SseEvent:
+    event: str
+    id: str | None
+    data: str
+    comments: int = 0
+
+
+class SseReader:
+    """Reads server-sent events from an httpx streaming response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.lines = response.aiter_lines()
+        self.pings = 0
+
+    async def next(self, timeout: float = 10.0) -> SseEvent:
+        async def read() -> SseEvent:
+            event, eid, data = "message", None, []
+            async for line in self.lines:
+                if line == "":
+                    if data or eid is not None:
+                        return SseEvent(event, eid, "\n".join(data))
+                    continue
+                if line.startswith(":"):
+                    self.pings += 1
+                    continue
+                field, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if field == "event":
+                    event = value
+                elif field == "id":
+                    eid = value
+                elif field == "data":
+                    data.append(value)
+            raise EOFError("stream ended")
+
+        return await asyncio.wait_for(read(), timeout)
+
+    async def next_job(self, timeout: float = 10.0) -> dict[str, Any]:
+        import json
+
+        ev = await self.next(timeout)
+        while ev.event != "job":
+            ev = await self.next(timeout)
+        out: dict[str, Any] = json.loads(ev.data)
+        out["_id"] = ev.id
+        return out
