@@ -31,7 +31,7 @@ from claimdesk.clock import SystemClock
 from claimdesk.db import CORE_MIGRATIONS, create_pool, migrate
 from claimdesk.embedded import EmbeddedPostgres, TansuBroker, free_port
 from claimdesk.events.intake import CaseReported
-from claimdesk.eventstore import START, EventStore
+from claimdesk.eventstore import START, EventStore, new_event_id
 from claimdesk.kafka import ensure_topics, make_producer
 from claimdesk.outbox import OutboxRelay
 from claimdesk.settings import Settings
@@ -88,7 +88,7 @@ async def raw_append(pool: asyncpg.Pool, store: EventStore, per_tx: int, txs: in
                     (
                         stream,
                         s + 1,
-                        uuid.uuid4(),
+                        new_event_id(),
                         "CaseReported",
                         2,
                         now,
