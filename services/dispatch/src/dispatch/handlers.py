@@ -263,7 +263,11 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
                 now,
             )
             payload = {"job_id": e.job_id, "case_id": e.case_id, "attempt": e.attempt}
-            await schedule(conn, f"ack:{e.job_id}", "ack_timeout", e.ack_due_at, payload)
+            # one timer id per attempt: a timer handler must never re-arm its own timer id
+            await _cancel_ack(conn, e.job_id, e.attempt - 1)
+            await schedule(
+                conn, f"ack:{e.job_id}:{e.attempt}", "ack_timeout", e.ack_due_at, payload
+            )
             if previous and previous != to:
                 await _feed(rt, conn, previous, e.job_id, "moved", e.attempt)
             await _feed(rt, conn, to, e.job_id, "assigned", e.attempt)
@@ -302,12 +306,12 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
                 },
                 now,
             )
-            await cancel(conn, f"ack:{e.job_id}")
+            await _cancel_ack(conn, e.job_id, e.attempt)
             if previous:
                 await _feed(rt, conn, previous, e.job_id, "moved", e.attempt)
         case JobAcknowledged():
             await _status(conn, e.job_id, "acknowledged", now, clear_due=True)
-            await cancel(conn, f"ack:{e.job_id}")
+            await _cancel_ack(conn, e.job_id)
             await _feed(rt, conn, e.surveyor_id, e.job_id, "updated", 0)
         case SurveyorEnRoute():
             await _status(conn, e.job_id, "en_route", now)
@@ -335,7 +339,7 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
             await conn.execute(
                 "UPDATE jobs SET queue_reason = $2 WHERE job_id = $1", e.job_id, e.reason
             )
-            await cancel(conn, f"ack:{e.job_id}")
+            await _cancel_ack(conn, e.job_id)
             if e.surveyor_id:
                 await _feed(rt, conn, e.surveyor_id, e.job_id, "cancelled", 0)
         case JobDetailsUpdated():
@@ -351,6 +355,13 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
                 await _feed(rt, conn, sid, e.job_id, "updated", 0)
         case _:
             pass  # JobNotified, JobDeclined, AssignmentTimedOut: in the stream, no table change
+
+
+async def _cancel_ack(conn: asyncpg.Connection, job_id: str, attempt: int | None = None) -> None:
+    if attempt is None:
+        attempt = await conn.fetchval("SELECT attempt FROM jobs WHERE job_id = $1", job_id)
+    if attempt:
+        await cancel(conn, f"ack:{job_id}:{attempt}")
 
 
 async def _status(
