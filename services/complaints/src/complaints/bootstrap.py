@@ -30,7 +30,7 @@ def _consumers(rt: Runtime) -> Sequence[ConsumerSpec]:
             "complaints-dispatch",
             [rt.topic("dispatch")],
             dispatch_events,
-            event_types=frozenset({"SurveyCompleted"}),
+            event_types=frozenset({"SurveyCompleted", "SurveyorAssigned"}),
         ),
         ConsumerSpec(
             "complaints-intake",

@@ -28,7 +28,7 @@ from claimdesk.events.complaints import (
     ComplaintReceived,
     WorkItemHandedOver,
 )
-from claimdesk.events.dispatch import SurveyCompleted
+from claimdesk.events.dispatch import SurveyCompleted, SurveyorAssigned
 from claimdesk.events.intake import (
     CaseDetailsCorrected,
     CaseReported,
@@ -92,6 +92,14 @@ async def on_dispatch_event(
     ctx: Ctx, conn: asyncpg.Connection, env: Envelope, cfg: ComplaintsSettings
 ) -> None:
     e = env.payload
+    if isinstance(e, SurveyorAssigned) and e.insurer_code:
+        await conn.execute(
+            """INSERT INTO cases (case_id, insurer_code) VALUES ($1, $2)
+               ON CONFLICT (case_id) DO UPDATE SET insurer_code = $2""",
+            e.case_id,
+            e.insurer_code,
+        )
+        return
     if not isinstance(e, SurveyCompleted):
         return
     callback_id = f"CB-{e.job_id}"
@@ -141,6 +149,11 @@ async def on_intake_event(ctx: Ctx, conn: asyncpg.Connection, env: Envelope) -> 
             e.insured_name or e.reporter_name,
             e.insured_phone or e.reporter_phone,
             e.plate,
+        )
+        await conn.execute(  # a callback scheduled before the case was known here
+            "UPDATE callbacks SET insurer_code = $2 WHERE case_id = $1 AND insurer_code IS NULL",
+            e.case_id,
+            e.insurer_code,
         )
     elif isinstance(e, CaseDetailsCorrected):
         ch = e.changes
