@@ -74,7 +74,6 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def respond(
-    *,
     request: Request,
     name: str,
     filters: dict[str, Any],

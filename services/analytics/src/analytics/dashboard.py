@@ -182,17 +182,21 @@ async def snapshot(runtime: Runtime) -> dict[str, Any]:
     }
 
 
-def _token_principal(request: Request, token: str | None) -> Principal:
-    """EventSource cannot send headers: accept `?token=` as well as the bearer header."""
+def token_principal(
+    request: Request, token: str | None, roles: Sequence[str] = STAFF_ROLES
+) -> Principal:
+    """EventSource and printable pages send no headers: accept `?token=` or the bearer header."""
     if token is None:
-        return require_roles(*STAFF_ROLES)(request)
+        return require_roles(*roles)(request)
+    if not token.strip():
+        raise Unauthorized("empty token")
     settings = request.app.state.runtime.settings
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
     if admin_matches(admin, token):
         return Principal(subject="admin", role="admin", number="admin")
     principal = verify_token(settings.secret(), token)
-    if principal.role not in (*STAFF_ROLES, "admin"):
-        raise Forbidden(f"role {principal.role} may not see the dashboard")
+    if principal.role not in (*roles, "admin"):
+        raise Forbidden(f"role {principal.role} may not do this; allowed: {sorted(roles)}")
     return principal
 
 
@@ -254,9 +258,7 @@ async def dashboard_stream(
         str | None, Query(description="staff token (EventSource sends no headers)")
     ] = None,
 ) -> EventSourceResponse:
-    if token is not None and not token.strip():
-        raise Unauthorized("empty token")
-    _token_principal(request, token)
+    token_principal(request, token)
     runtime: Runtime = request.app.state.runtime
     b = broadcast(runtime)
 
