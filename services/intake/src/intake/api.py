@@ -26,7 +26,6 @@ from intake.schemas import (
     CorrectionIn,
     DeliveryOut,
     DiscrepancyOut,
-    DocumentReceivedIn,
     HandoverIn,
     InsurerIn,
     InsurerKey,
@@ -307,6 +306,7 @@ async def post_consultation(body: ConsultationIn, who: Desk, request: Request) -
     "/consultations/{consultation_id}",
     response_model=ConsultationOut,
     summary="One consultation / 查询咨询记录",
+    description="Staff read a logged consultation with its current owner.",
     responses={**AUTH, 404: err(404, "not_found", "no consultation Q20261126-00000000")},
 )
 async def get_consultation(
@@ -359,6 +359,7 @@ async def get_discrepancies(
     "/discrepancies/{discrepancy_id}/resolve",
     response_model=DiscrepancyOut,
     summary="Resolve a discrepancy with a note / 差错处理",
+    description="A supervisor or manager closes a register entry with a note (`DiscrepancyResolved`); resolving twice is 409.",
     responses={
         409: err(409, "conflict", "discrepancy dis_0a1b2c3d4e is already resolved"),
         **AUTH,
@@ -386,7 +387,6 @@ async def document_received(
     code: Annotated[str, Path(max_length=40)],
     who: Editor,
     request: Request,
-    body: DocumentReceivedIn | None = None,
 ) -> dict[str, Any]:
     return await handlers.receive_document(rt(request), who, case_id, code)
 
@@ -395,6 +395,7 @@ async def document_received(
     "/document-checklists/{insurer_code}/{loss_type}",
     response_model=ChecklistOut,
     summary="Required documents for an insurer and loss type / 单证清单",
+    description="The configured checklist, else the default for this insurer and loss type (an insurer sees only its own).",
     responses=AUTH,
 )
 async def get_checklist(
@@ -455,7 +456,13 @@ async def post_webhook(body: WebhookIn, who: Insurer, request: Request) -> dict[
     return await webhooks.create_webhook(rt(request), who, body.url, list(body.events))
 
 
-@hooks.get("", response_model=list[WebhookOut], summary="Own webhooks / 回调列表", responses=AUTH)
+@hooks.get(
+    "",
+    response_model=list[WebhookOut],
+    summary="Own webhooks / 回调列表",
+    description="The calling insurer's subscriptions (secrets are never shown again).",
+    responses=AUTH,
+)
 async def get_webhooks(who: Insurer, request: Request) -> list[dict[str, Any]]:
     return await webhooks.list_webhooks(rt(request), who)
 
@@ -464,6 +471,7 @@ async def get_webhooks(who: Insurer, request: Request) -> list[dict[str, Any]]:
     "/{webhook_id}",
     status_code=204,
     summary="Unsubscribe / 取消订阅",
+    description="Stops new deliveries; the delivery log stays readable to the admin.",
     responses={**AUTH, 404: err(404, "not_found", "no webhook wh_000000000000")},
 )
 async def delete_webhook(
@@ -477,6 +485,7 @@ async def delete_webhook(
     "/{webhook_id}/deliveries",
     response_model=list[DeliveryOut],
     summary="Deliveries and their attempts / 回调投递记录",
+    description="Newest first, each with every attempt (time, HTTP status, error, duration). Another insurer's webhook is 404.",
     responses={**AUTH, 404: err(404, "not_found", "no webhook wh_000000000000")},
 )
 async def get_deliveries(
@@ -496,6 +505,7 @@ async def get_deliveries(
     status_code=201,
     response_model=InsurerKey,
     summary="Register an insurer; its API key is shown once / 新增保险公司",
+    description="Creates the insurer and its first API key (`cdk_...`). Only a SHA-256 hash of the key is stored, so it cannot be shown again: rotate to get a new one.",
     responses={
         409: err(409, "conflict", "insurer PICC already exists; rotate its key instead"),
         **AUTH,
@@ -509,7 +519,11 @@ async def add_insurer(body: InsurerIn, who: Admin, request: Request) -> dict[str
 
 
 @admin.get(
-    "/insurers", response_model=list[InsurerOut], summary="Insurers / 保险公司列表", responses=AUTH
+    "/insurers",
+    response_model=list[InsurerOut],
+    summary="Insurers / 保险公司列表",
+    description="Every insurer with its number of keys in force (keys are never shown).",
+    responses=AUTH,
 )
 async def get_insurers(who: Admin, request: Request) -> list[dict[str, Any]]:
     rows = await rt(request).pool.fetch(
@@ -538,6 +552,7 @@ async def rotate_key(
     "/insurers/{code}/keys/revoke",
     response_model=Revoked,
     summary="Revoke all of an insurer's API keys / 吊销密钥",
+    description="Every key of the insurer stops working at once.",
     responses={**AUTH, 404: err(404, "not_found", "no insurer XYZ")},
 )
 async def revoke_keys(
@@ -553,6 +568,7 @@ async def revoke_keys(
     status_code=201,
     response_model=StaffToken,
     summary="Register a staff member and issue a token / 新增员工",
+    description="Roles: agent, dispatcher, team_lead, supervisor, manager, surveyor. The signed token is verified by every service; intake keeps its id to revoke it.",
     responses={
         409: err(409, "conflict", "staff number A001 already exists; rotate the token instead"),
         **AUTH,
@@ -567,7 +583,13 @@ async def add_staff(body: StaffIn, who: Admin, request: Request) -> dict[str, An
         )
 
 
-@admin.get("/staff", response_model=list[StaffOut], summary="Staff / 员工列表", responses=AUTH)
+@admin.get(
+    "/staff",
+    response_model=list[StaffOut],
+    summary="Staff / 员工列表",
+    description="Every staff member, active or deactivated.",
+    responses=AUTH,
+)
 async def get_staff(who: Admin, request: Request) -> list[dict[str, Any]]:
     rows = await rt(request).pool.fetch("SELECT * FROM staff ORDER BY number")
     return [{**dict(r), "active": r["deactivated_at"] is None} for r in rows]
@@ -577,6 +599,7 @@ async def get_staff(who: Admin, request: Request) -> list[dict[str, Any]]:
     "/staff/{number}/tokens/rotate",
     response_model=StaffToken,
     summary="Issue a new staff token, revoking older ones / 轮换令牌",
+    description="The new token is returned once; every older token of the person is revoked in intake.",
     responses={**AUTH, 404: err(404, "not_found", "no staff member A999")},
 )
 async def rotate_token(
@@ -593,6 +616,7 @@ async def rotate_token(
     "/staff/{number}/revoke",
     response_model=Revoked,
     summary="Deactivate a staff member and revoke their tokens / 停用员工",
+    description="Intake then refuses every token carrying this staff number.",
     responses={**AUTH, 404: err(404, "not_found", "no staff member A999")},
 )
 async def revoke_staff(
@@ -607,6 +631,7 @@ async def revoke_staff(
     "/tokens/{token_id}/revoke",
     response_model=Revoked,
     summary="Revoke one staff token / 吊销令牌",
+    description="By token id (the `token_id` returned at issue).",
     responses={**AUTH, 404: err(404, "not_found", "no token 0000")},
 )
 async def revoke_one(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -558,11 +559,6 @@ class ChecklistOut(BaseModel):
     items: list[ChecklistItem]
 
 
-class DocumentReceivedIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}]})
-    note: str | None = Field(None, max_length=500)
-
-
 # -- webhooks ---------------------------------------------------------------------------------
 
 
@@ -609,3 +605,191 @@ class DeliveryOut(BaseModel):
     created_at: datetime
     delivered_at: datetime | None
     log: list[dict[str, Any]] = Field(default=[], description=d("every attempt", "每次投递记录"))
+
+
+# -- bilingual descriptions and examples for every model --------------------------------------
+
+FIELD_DOCS: dict[str, tuple[str, str]] = {
+    "case_id": ("case id", "案件编号"),
+    "report_no": ("the insurer's report number", "保险公司报案号"),
+    "policy_no": ("policy number", "保单号"),
+    "plate": ("licence plate", "车牌号"),
+    "loss_type": ("kind of loss", "损失类型"),
+    "loss_time": ("when the loss happened", "出险时间"),
+    "loss_address": ("where it happened", "出险地点"),
+    "loss_lat": ("latitude", "纬度"),
+    "loss_lon": ("longitude", "经度"),
+    "region": ("district used for dispatch", "所属区域"),
+    "description": ("what happened", "事故经过"),
+    "reporter_name": ("who reported it", "报案人"),
+    "reporter_phone": ("reporter's phone", "报案人电话"),
+    "insured_name": ("insured person", "被保险人"),
+    "insured_phone": ("insured's phone", "被保险人电话"),
+    "survey_place": ("survey at the scene or a repair shop", "查勘地点"),
+    "repair_shop": ("repair shop", "修理厂"),
+    "injuries": ("anyone injured", "是否有人伤"),
+    "priority": ("priority", "优先级"),
+    "vehicle_model": ("vehicle make and model", "厂牌车型"),
+    "caller_name": ("caller", "来电人"),
+    "caller_phone": ("caller's phone", "来电人电话"),
+    "callback_promised_at": ("promised call-back time", "承诺回电时间"),
+    "cancel_reason": ("why it was cancelled", "撤案原因"),
+    "updated_at": ("last change", "最后更新时间"),
+    "received": ("arrived", "是否已收到"),
+    "received_at": ("when it arrived", "收到时间"),
+    "received_by": ("who recorded it", "登记人"),
+    "code": ("code", "代码"),
+    "name": ("name", "名称"),
+    "items": ("entries", "条目"),
+    "insurer_id": ("insurer id", "保险公司标识"),
+    "key_id": ("key id", "密钥标识"),
+    "active_keys": ("keys in force", "有效密钥数"),
+    "created_at": ("created at", "创建时间"),
+    "staff_id": ("staff id", "员工标识"),
+    "number": ("staff number", "工号"),
+    "role": ("role", "角色"),
+    "team": ("team", "班组"),
+    "active": ("not deactivated", "是否在职"),
+    "token": ("bearer token, keep it secret", "访问令牌,请保密"),
+    "token_id": ("token id (for revocation)", "令牌标识(用于吊销)"),
+    "expires_at": ("expiry", "过期时间"),
+    "consultation_id": ("consultation id", "咨询编号"),
+    "agent": ("agent who took the call", "受理坐席"),
+    "owner": ("first-contact owner", "首问责任人"),
+    "topic": ("question", "咨询内容"),
+    "answer": ("answer given", "答复"),
+    "resolved": ("answered in full", "是否已解答"),
+    "follow_up_owner": ("follow-up owner", "跟进责任人"),
+    "follow_up_due": ("follow-up due", "跟进时限"),
+    "logged_at": ("logged at", "登记时间"),
+    "subject_type": ("case or consultation", "案件或咨询"),
+    "subject_id": ("its id", "编号"),
+    "discrepancy_id": ("discrepancy id", "差错编号"),
+    "field": ("field that differs", "不一致的字段"),
+    "phone_value": ("value registered by phone", "电话登记值"),
+    "insurer_value": ("value posted by the insurer", "保险公司推送值"),
+    "status": ("state", "状态"),
+    "note": ("note", "备注"),
+    "resolved_by": ("who resolved it", "处理人"),
+    "resolved_at": ("when", "处理时间"),
+    "insurer_code": ("insurer code", "保险公司代码"),
+    "source": ("configured or default", "已配置或默认"),
+    "webhook_id": ("webhook id", "回调标识"),
+    "url": ("endpoint URL", "回调地址"),
+    "events": ("subscribed updates", "订阅事件"),
+    "delivery_id": ("delivery id", "投递标识"),
+    "event": ("update type", "事件类型"),
+    "attempts": ("attempts so far", "已尝试次数"),
+    "last_status_code": ("last HTTP status", "最近一次HTTP状态码"),
+    "last_error": ("last error", "最近一次错误"),
+    "next_attempt_at": ("next retry", "下次重试时间"),
+    "delivered_at": ("delivered at", "送达时间"),
+    "revoked": ("revoked now", "本次吊销数量"),
+    "version": ("events in the case's stream", "案件版本号"),
+}
+
+CONSULTATION_OUT_EXAMPLE = {
+    "consultation_id": "Q20261126-7A8B9C0D",
+    "case_id": None,
+    "agent": "A001",
+    "owner": "A001",
+    "caller_name": "李娜",
+    "caller_phone": "13900001111",
+    "topic": "车损险理赔需要哪些单证",
+    "answer": "已告知需提供驾驶证、行驶证、事故照片和索赔申请书",
+    "resolved": True,
+    "follow_up_owner": None,
+    "follow_up_due": None,
+    "logged_at": "2026-11-26T00:40:00Z",
+}
+WEBHOOK_OUT_EXAMPLE = {
+    "webhook_id": "wh_3c2b1a0f9e8d",
+    "url": "https://claims.example-insurer.cn/claimdesk/events",
+    "events": ["case.assigned", "case.closed"],
+    "created_at": "2026-11-26T00:45:00Z",
+    "secret": "whsec_shown-once",
+}
+OUT_EXAMPLES: dict[str, dict[str, Any]] = {
+    "CaseOut": CASE_OUT_EXAMPLE,
+    "ConsultationOut": CONSULTATION_OUT_EXAMPLE,
+    "WebhookOut": WEBHOOK_OUT_EXAMPLE,
+    "ChecklistOut": {
+        "insurer_code": "PICC",
+        "loss_type": "vehicle_own_damage",
+        "source": "default",
+        "items": [{"code": "claim_form", "name": "机动车辆保险索赔申请书 claim form"}],
+    },
+    "ChecklistItem": {"code": "claim_form", "name": "索赔申请书 claim form"},
+    "DocumentState": {
+        "code": "claim_form",
+        "name": "索赔申请书 claim form",
+        "received": True,
+        "received_at": "2026-11-26T01:00:00Z",
+        "received_by": "agent:A001",
+    },
+    "DeliveryOut": {
+        "delivery_id": "dlv_0f1e2d3c4b5a69",
+        "event": "case.assigned",
+        "case_id": "C20261126-3F9A1B7C",
+        "status": "delivered",
+        "attempts": 2,
+        "last_status_code": 204,
+        "last_error": None,
+        "next_attempt_at": None,
+        "created_at": "2026-11-26T00:50:00Z",
+        "delivered_at": "2026-11-26T00:50:02Z",
+        "log": [
+            {
+                "attempt": 1,
+                "at": "2026-11-26T00:50:00Z",
+                "status_code": 503,
+                "error": "HTTP 503",
+                "duration_ms": 12,
+            },
+            {
+                "attempt": 2,
+                "at": "2026-11-26T00:50:02Z",
+                "status_code": 204,
+                "error": None,
+                "duration_ms": 9,
+            },
+        ],
+    },
+    "InsurerOut": {
+        "insurer_id": "ins_5d1c0e4a",
+        "code": "PICC",
+        "name": "中国人民财产保险股份有限公司",
+        "active_keys": 1,
+        "created_at": "2026-11-26T00:00:00Z",
+    },
+    "StaffOut": {
+        "staff_id": "stf_1a2b3c4d",
+        "number": "A001",
+        "name": "王丽",
+        "role": "agent",
+        "team": "坐席一组",
+        "active": True,
+        "created_at": "2026-11-26T00:00:00Z",
+    },
+}
+
+
+def _documented(extra: Any, name: str) -> Any:
+    def fill(schema: dict[str, Any], cls: Any = None) -> None:
+        if isinstance(extra, dict):
+            schema.update(copy.deepcopy(extra))
+        if name in OUT_EXAMPLES and "examples" not in schema:
+            schema["examples"] = [OUT_EXAMPLES[name]]
+        for field, prop in schema.get("properties", {}).items():
+            if "description" not in prop and field in FIELD_DOCS:
+                prop["description"] = d(*FIELD_DOCS[field])
+
+    return fill
+
+
+for _cls in list(globals().values()):
+    if isinstance(_cls, type) and issubclass(_cls, BaseModel) and _cls.__module__ == __name__:
+        _cls.model_config["json_schema_extra"] = _documented(
+            _cls.model_config.get("json_schema_extra"), _cls.__name__
+        )
+        _cls.model_rebuild(force=True)
