@@ -182,6 +182,7 @@ def view(s: Complaint, envs: list[Any], now: datetime) -> dict[str, Any]:
         )
     return {
         "complaint_id": s.complaint_id,
+        "now": now,
         "case_id": s.case_id,
         "status": s.status,
         "valid": s.valid,
