@@ -90,7 +90,7 @@ async def snapshot(runtime: Runtime) -> dict[str, Any]:
         feed = await conn.fetch(
             """SELECT event_type, coalesce(case_id, subject) AS subject, actor, producer,
                       occurred_at, recorded_at
-               FROM case_events ORDER BY recorded_at DESC, event_id LIMIT 25"""
+               FROM case_events ORDER BY recorded_at DESC, event_id LIMIT 50"""
         )
         per_insurer = await conn.fetch(
             """SELECT coalesce(insurer_code, '') AS insurer_code, count(*)::int AS cases,

@@ -7,7 +7,6 @@ with exactly the same code.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import asyncpg
@@ -135,5 +134,5 @@ def history_row(env: Envelope) -> Row:
         "recorded_at": env.recorded_at,
         "actor": env.actor,
         "known": not isinstance(env.payload, OpaquePayload),
-        "envelope": json.loads(env.model_dump_json()),
+        "envelope": env.model_dump_json(),
     }

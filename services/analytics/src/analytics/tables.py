@@ -36,26 +36,33 @@ class Table:
             sql += self.extra_sql.format(t=t)
         return sql
 
+    def _select(self) -> str:
+        """`SELECT ... FROM unnest(...)` over one array parameter per column (jsonb as text)."""
+        arrays = ", ".join(
+            f"${i + 1}::{'text' if typ == 'jsonb' else typ}[]"
+            for i, (_, typ) in enumerate(self.columns)
+        )
+        exprs = ", ".join(f"{c}::jsonb" if typ == "jsonb" else c for c, typ in self.columns)
+        return f"SELECT {exprs} FROM unnest({arrays}) AS u({', '.join(self.column_names)})"
+
     def insert_sql(self, name: str | None = None) -> str:
         """Insert from column arrays, skipping rows whose key exists."""
         t = name or self.name
-        arrays = ", ".join(f"${i + 1}::{typ}[]" for i, (_, typ) in enumerate(self.columns))
         return (
-            f"INSERT INTO {t} ({', '.join(self.column_names)}) SELECT * FROM unnest({arrays}) "
+            f"INSERT INTO {t} ({', '.join(self.column_names)}) {self._select()} "
             "ON CONFLICT DO NOTHING"
         )
 
     def upsert_sql(self, name: str | None = None) -> str:
         t = name or self.name
         cols = self.column_names
-        arrays = ", ".join(f"${i + 1}::{typ}[]" for i, (_, typ) in enumerate(self.columns))
         if self.counters:
             sets = ", ".join(f"{c} = {t}.{c} + excluded.{c}" for c in self.counters)
         else:
             sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in self.key)
         conflict = f"DO UPDATE SET {sets}" if sets else "DO NOTHING"
         return (
-            f"INSERT INTO {t} ({', '.join(cols)}) SELECT * FROM unnest({arrays}) "
+            f"INSERT INTO {t} ({', '.join(cols)}) {self._select()} "
             f"ON CONFLICT ({', '.join(self.key)}) {conflict}"
         )
 
