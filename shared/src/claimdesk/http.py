@@ -123,10 +123,13 @@ class EdgeMiddleware:
             await send(message)
 
         start = time.perf_counter()
+        # FastAPI's own telemetry (when on) already opened a server span from the headers
+        # around this middleware: nest under it, else a request would be two traces.
+        active = trace.get_current_span().get_span_context().is_valid
         with (
             tracer().start_as_current_span(
                 f"{method} {scope['path']}",
-                context=extract_context(carrier),
+                context=None if active else extract_context(carrier),
                 kind=trace.SpanKind.SERVER,
             ) as span,
             caused_by(correlation_id=correlation, causation_id=None, actor=None),
