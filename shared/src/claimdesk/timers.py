@@ -21,10 +21,12 @@ import asyncpg
 from claimdesk.clock import Clock
 from claimdesk.context import caused_by
 from claimdesk.metrics import OPEN_TIMERS, TIMERS_FIRED
+from claimdesk.telemetry import current_trace_context, extract_context, tracer
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 20
+TRACE_KEY = "_trace"
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,15 @@ TimerHandler = Callable[[asyncpg.Connection, Timer, datetime], Awaitable[None]]
 async def schedule(
     conn: asyncpg.Connection, timer_id: str, kind: str, due_at: datetime, payload: Mapping[str, Any]
 ) -> None:
-    """Create or move a timer (a moved timer fires again, at its new time)."""
+    """Create or move a timer (a moved timer fires again, at its new time).
+
+    The active trace context is kept with the timer (payload key `_trace`, removed again
+    before the handler sees the payload), so work a deadline triggers joins the trace of
+    what scheduled it: a case's journey stays one trace across timers.
+    """
+    trace_context = current_trace_context()
+    if trace_context:
+        payload = {**payload, TRACE_KEY: trace_context}
     await conn.execute(
         """INSERT INTO timers (timer_id, kind, due_at, payload) VALUES ($1, $2, $3, $4)
            ON CONFLICT (timer_id) DO UPDATE
@@ -165,8 +175,14 @@ class TimerScheduler:
         )
 
     async def _fire(self, conn: asyncpg.Connection, row: asyncpg.Record, now: datetime) -> None:
-        timer = Timer(row["timer_id"], row["kind"], row["due_at"], row["payload"])
-        with caused_by(actor="system:timer"):
+        payload = dict(row["payload"])
+        parent = extract_context(payload.pop(TRACE_KEY, None) or {})
+        timer = Timer(row["timer_id"], row["kind"], row["due_at"], payload)
+        with (
+            tracer().start_as_current_span(f"timer {timer.kind}", context=parent) as span,
+            caused_by(actor="system:timer"),
+        ):
+            span.set_attribute("claimdesk.timer.id", timer.timer_id)
             await self.handlers[timer.kind](conn, timer, now)
         await conn.execute(
             "UPDATE timers SET fired_at = $2, attempts = attempts + 1 WHERE timer_id = $1",
