@@ -274,7 +274,28 @@ class EventConsumer:
             ) as span:
                 span.set_attribute("messaging.consumer.group.name", self.spec.name)
                 span.set_attribute("messaging.batch.message_count", len(wanted))
-                await self.spec.batch_handler(conn, wanted)
+                # One span per traced event, in that event's trace, so the batch shows up in
+                # every journey it folded (the batch span itself belongs to no single trace).
+                batch_link = [trace.Link(span.get_span_context())]
+                per_event = [
+                    tracer().start_span(
+                        f"consume {env.event_type}",
+                        context=extract_context(env.trace_context),
+                        kind=trace.SpanKind.CONSUMER,
+                        links=batch_link,
+                        attributes={
+                            "messaging.consumer.group.name": self.spec.name,
+                            "messaging.message.id": str(env.event_id),
+                        },
+                    )
+                    for env in wanted
+                    if env.trace_context
+                ]
+                try:
+                    await self.spec.batch_handler(conn, wanted)
+                finally:
+                    for event_span in per_event:
+                        event_span.end()
         return outcomes
 
     async def _dead_letter(self, d: _Decoded, error: str, attempts: int) -> None:
