@@ -72,7 +72,7 @@ class SurveyorView:
             return self.shift_override
         if not self.shifts:
             return True  # no schedule: on call around the clock
-        local = now.astimezone(LOCAL_TZ)
+        local = now if now.tzinfo is LOCAL_TZ else now.astimezone(LOCAL_TZ)
         return any(s.covers(local) for s in self.shifts)
 
 
@@ -155,6 +155,38 @@ def _exclusion(
     return None
 
 
+def _cost(
+    s: SurveyorView,
+    job: JobFacts,
+    prefs: InsurerPreferences,
+    mean_today: float,
+    has_loc: bool,
+    *,
+    explain: bool = False,
+) -> tuple[float, dict[str, float]]:
+    """The cost of sending `s` (lower is better) and, when asked, its factors."""
+    factors: dict[str, float] = {}
+    travel_cost = 0.0
+    if has_loc:
+        km = haversine_km(s.lat, s.lon, job.lat, job.lon)  # type: ignore[arg-type]
+        minutes = travel_minutes(km)
+        travel_cost = minutes / 30.0 * W_TRAVEL
+        if explain:
+            factors["distance_km"] = round(km, 2)
+            factors["travel_min"] = round(minutes, 1)
+    load = s.open_jobs / s.capacity if s.capacity else 1.0
+    fairness = (s.assigned_today - mean_today) / (mean_today + 1.0)
+    preferred = s.team in prefs.preferred_teams or s.surveyor_id in prefs.preferred_surveyors
+    cost = travel_cost + W_LOAD * load + W_FAIRNESS * fairness - (W_PREFERRED if preferred else 0)
+    if explain:
+        factors["load"] = round(load, 3)
+        factors["assigned_today"] = float(s.assigned_today)
+        factors["fairness"] = round(fairness, 3)
+        factors["preferred"] = 1.0 if preferred else 0.0
+        factors["cost"] = round(cost, 4)
+    return cost, factors
+
+
 def choose(
     job: JobFacts,
     roster: Sequence[SurveyorView],
@@ -164,11 +196,12 @@ def choose(
 ) -> Decision:
     """Pick the best surveyor for `job`, or none with the reason (policy `balanced-v1`)."""
     prefs = prefs or InsurerPreferences()
+    now = now.astimezone(LOCAL_TZ)  # once, not per surveyor
     eligible: list[SurveyorView] = []
     excluded: list[Candidate] = []
     counts: dict[str, int] = {}
     for s in roster:
-        why = _exclusion(s, job, now, exclude | prefs.avoided_surveyors)
+        why = _exclusion(s, job, now, exclude)
         if why is None and s.surveyor_id in prefs.avoided_surveyors:
             why = f"avoided by insurer {job.insurer_code}"
         if why is not None:
@@ -189,32 +222,17 @@ def choose(
             excluded_counts=counts,
         )
     mean_today = sum(s.assigned_today for s in eligible) / len(eligible)
-    scored: list[tuple[float, str, Candidate, SurveyorView]] = []
+    has_loc = job.lat is not None and job.lon is not None
+    # cheap pass over everyone: the cost only; factors and Candidate objects for the best few
+    costs: list[tuple[float, str, SurveyorView]] = []
     for s in eligible:
-        factors: dict[str, float] = {}
-        if job.lat is not None and job.lon is not None:
-            km = haversine_km(s.lat, s.lon, job.lat, job.lon)
-            minutes = travel_minutes(km)
-            factors["distance_km"] = round(km, 2)
-            factors["travel_min"] = round(minutes, 1)
-            travel_cost = minutes / 30.0 * W_TRAVEL
-        else:
-            travel_cost = 0.0
-        load = s.open_jobs / s.capacity if s.capacity else 1.0
-        fairness = (s.assigned_today - mean_today) / (mean_today + 1.0)
-        preferred = s.team in prefs.preferred_teams or s.surveyor_id in prefs.preferred_surveyors
-        cost = (
-            travel_cost + W_LOAD * load + W_FAIRNESS * fairness - (W_PREFERRED if preferred else 0)
-        )
-        factors["load"] = round(load, 3)
-        factors["assigned_today"] = float(s.assigned_today)
-        factors["fairness"] = round(fairness, 3)
-        factors["preferred"] = 1.0 if preferred else 0.0
-        factors["cost"] = round(cost, 4)
+        costs.append((_cost(s, job, prefs, mean_today, has_loc)[0], s.surveyor_id, s))
+    costs.sort(key=lambda t: (t[0], t[1]))
+    scored: list[tuple[float, str, Candidate, SurveyorView]] = []
+    for cost, sid, s in costs[:MAX_CANDIDATES_KEPT]:
+        _, factors = _cost(s, job, prefs, mean_today, has_loc, explain=True)
         score = round(100.0 / (1.0 + max(cost, -0.99)), 3)
-        cand = Candidate(surveyor_id=s.surveyor_id, score=score, factors=factors)
-        scored.append((-score, s.surveyor_id, cand, s))
-    scored.sort(key=lambda t: (t[0], t[1]))
+        scored.append((-score, sid, Candidate(surveyor_id=sid, score=score, factors=factors), s))
     best = scored[0]
     best_s, best_c = best[3], best[2]
     parts = []
@@ -230,7 +248,7 @@ def choose(
         f"best of {len(eligible)} eligible (of {len(roster)}): {best_s.surveyor_id} "
         f"({best_s.team}) score {best_c.score}: " + ", ".join(parts)
     )
-    kept = [t[2] for t in scored[:MAX_CANDIDATES_KEPT]]
+    kept = [t[2] for t in scored]
     return Decision(
         chosen=best_s.surveyor_id,
         team=best_s.team,
