@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import asyncpg
+from claimdesk.service import Runtime
 
 
 @cache
@@ -36,3 +38,27 @@ async def checklist(
     if items is not None:
         return list(items), "configured"
     return default_checklist(insurer_code, loss_type), "default"
+
+
+CACHE_TTL_S = 5.0
+
+
+async def cached_checklist(
+    rt: Runtime, conn: asyncpg.Connection, insurer_code: str, loss_type: str
+) -> list[dict[str, str]]:
+    """The checklist for new cases, cached briefly: a change made through this process applies
+    at once, one made through another process within CACHE_TTL_S seconds."""
+    cache: dict[tuple[str, str], tuple[float, list[dict[str, str]]]] = rt.extras.setdefault(
+        "checklists", {}
+    )
+    hit = cache.get((insurer_code, loss_type))
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < CACHE_TTL_S:
+        return hit[1]
+    items, _ = await checklist(conn, insurer_code, loss_type)
+    cache[(insurer_code, loss_type)] = (now, items)
+    return items
+
+
+def forget(rt: Runtime) -> None:
+    rt.extras.pop("checklists", None)

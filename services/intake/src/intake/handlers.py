@@ -339,7 +339,7 @@ async def _register(
             )
             if first is not None:
                 return await case_view(conn, first), False
-        items, _ = await documents.checklist(conn, ev.insurer_code, ev.loss_type)
+        items = await documents.cached_checklist(rt, conn, ev.insurer_code, ev.loss_type)
         dup = await _find_duplicate(conn, ev, isettings(rt).duplicate_window_s)
         events: list[Event] = [ev]
         events += [
@@ -383,14 +383,25 @@ async def _register(
             return await case_view(conn, first), False
         await rt.store.append(conn, f"case-{ev.case_id}", events, 0)
         if items:
-            await conn.executemany(
+            await conn.execute(
                 "INSERT INTO case_documents (case_id, code, name, position, requested_at) "
-                "VALUES ($1, $2, $3, $4, $5)",
-                [(ev.case_id, i["code"], i["name"], n, now) for n, i in enumerate(items)],
+                "SELECT $1, t.code, t.name, t.ord - 1, $4 "
+                "FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(code, name, ord)",
+                ev.case_id,
+                [i["code"] for i in items],
+                [i["name"] for i in items],
+                now,
             )
         if dup is not None and dup[0]["insurer_code"] == ev.insurer_code:
             await _record_discrepancies(rt, conn, ev=ev, state=state, other=dup[0], now=now)
-        return await case_view(conn, ev.case_id), True
+            return await case_view(conn, ev.case_id), True
+    docs = [
+        {"code": i["code"], "name": i["name"], "received": False, "received_at": None}
+        for i in items
+    ]
+    view = {**state, "version": len(events), "documents": docs}
+    view["missing_documents"] = [i["code"] for i in items]
+    return view, True
 
 
 async def _record_discrepancies(
@@ -777,3 +788,4 @@ async def set_checklist(
             rt.clock.now(),
             who.actor,
         )
+    documents.forget(rt)
