@@ -3,6 +3,9 @@ acknowledges it; the dispatcher board shows the queue and assigns by hand."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from claimdesk.settings import Settings
 from claimdesk.testing.plugin import artifact_path, eventually
@@ -14,11 +17,24 @@ from tests.integration.dispatch.helpers import add_surveyor, fake_intake, job_fo
 pytestmark = pytest.mark.browser
 
 
-async def test_surveyor_page_gets_the_job_live_and_acknowledges(
+async def test_case_posted_at_intake_appears_live_on_the_surveyor_page_and_is_acknowledged(
     settings: Settings, start_service, page
 ) -> None:
-    async with start_service(make_definition(DispatchSettings())) as svc:
+    """The whole flow: an insurer posts a case at intake's real HTTP API; CaseReported goes
+    through intake's outbox and the broker; dispatch assigns it; the job arrives on the
+    surveyor's open page over SSE (no reload); a click acknowledges it."""
+    from intake.bootstrap import DEFINITION as INTAKE
+
+    async with (
+        start_service(INTAKE) as intake,
+        start_service(make_definition(DispatchSettings())) as svc,
+    ):
         admin = svc.admin_headers()
+        r = await intake.client.post(
+            "/v1/admin/insurers", json={"code": "PICC", "name": "人保财险"}, headers=admin
+        )
+        assert r.status_code == 201, r.text
+        api_key = r.json()["api_key"]
         s = await add_surveyor(svc.client, admin, name="钱七", team="徐汇查勘组")
         await page.goto(f"{svc.url}/surveyor")
         await page.fill("#token", s["token"])
@@ -26,11 +42,24 @@ async def test_surveyor_page_gets_the_job_live_and_acknowledges(
         await page.wait_for_selector("#conn.live", timeout=10000)
         assert "钱七" in await page.inner_text("#who")
         assert await page.is_visible("#empty")
-        async with fake_intake(settings) as intake:
-            case_id = await intake.report(
-                plate="沪F88888", insured_name="孙八", insured_phone="13612345678"
-            )
-            job = await eventually(lambda: job_for_case(svc.client, admin, case_id))
+        r = await intake.client.post(
+            "/v1/cases",
+            json={
+                "report_no": f"RPT{uuid.uuid4().hex[:12].upper()}",
+                "plate": "沪F88888",
+                "loss_type": "vehicle_own_damage",
+                "loss_time": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+                "loss_address": "上海市徐汇区漕溪北路1号",
+                "loss_lat": 31.1885,
+                "loss_lon": 121.4365,
+                "insured_name": "孙八",
+                "insured_phone": "13612345678",
+            },
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
+        assert r.status_code == 201, r.text
+        case_id = r.json()["case_id"]
+        job = await eventually(lambda: job_for_case(svc.client, admin, case_id), timeout=15)
         jid = job["job_id"]
         card = page.locator(f'[data-testid="job-{jid}"]')
         await card.wait_for(timeout=10000)  # no reload: it came over the stream
@@ -44,7 +73,7 @@ async def test_surveyor_page_gets_the_job_live_and_acknowledges(
         acked = next(t for t in r.json()["timeline"] if t["event_type"] == "JobAcknowledged")
         assert acked["actor"] == f"surveyor:{s['surveyor_id']}"
         await page.screenshot(path=str(artifact_path("dispatch-surveyor-page.png")), full_page=True)
-        await page.goto("about:blank")  # close the stream before the server stops
+        await page.goto("about:blank")  # close the stream before the servers stop
 
 
 async def test_board_shows_queue_and_load_and_assigns_by_hand(
