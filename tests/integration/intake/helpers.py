@@ -67,15 +67,16 @@ def case_body(**overrides: Any) -> dict[str, Any]:
 
 
 def phone_body(insurer_code: str, **overrides: Any) -> dict[str, Any]:
-    body = case_body(**overrides)
-    body.pop("report_no", None) if "report_no" not in overrides else None
+    body = case_body()
+    body.pop("report_no")
     body.update(
         insurer_code=insurer_code,
         caller_name="张伟",
         caller_phone="13812345678",
         callback_promised_at=(datetime.now(UTC) + timedelta(minutes=30)).isoformat(),
     )
-    return body
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not ...}
 
 
 async def publish_dispatch(settings: Any, events: list[Any]) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from claimdesk.auth import Principal
 from claimdesk.service import Runtime
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 
 from intake import handlers, identity, webhooks
 from intake.documents import checklist
@@ -67,7 +68,8 @@ IdemKey = Annotated[
         ),
     ),
 ]
-CaseId = Annotated[str, Path(max_length=40, description=d("case id", "案件编号"))]
+ID = r"^[A-Za-z0-9_\-.:]+$"
+CaseId = Annotated[str, Path(max_length=40, pattern=ID, description=d("case id", "案件编号"))]
 
 
 def rt(request: Request) -> Runtime:
@@ -175,17 +177,30 @@ async def list_cases(
     who: Reader,
     request: Request,
     status: Annotated[CaseStatus | None, Query(description=d("status", "状态"))] = None,
-    plate: Annotated[str | None, Query(max_length=12, description=d("plate", "车牌"))] = None,
-    report_no: Annotated[str | None, Query(max_length=40, description="报案号")] = None,
+    plate: Annotated[
+        str | None, Query(max_length=12, pattern=r"^[^\x00-\x1f]+$", description=d("plate", "车牌"))
+    ] = None,
+    report_no: Annotated[
+        str | None, Query(max_length=40, pattern=ID, description=d("report number", "报案号"))
+    ] = None,
     from_: Annotated[
         datetime | None, Query(alias="from", description="reported at or after")
     ] = None,
     to: Annotated[datetime | None, Query(description="reported before")] = None,
-    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    cursor: Annotated[str | None, Query(max_length=40, pattern=ID)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     from intake.validation import normalise_plate
 
+    bad = [
+        (("query", name), "out of range (years 2000 to 2100)")
+        for name, value in (("from", from_), ("to", to))
+        if value is not None and not 2000 <= value.year <= 2100
+    ]
+    if bad:
+        raise RequestValidationError(
+            [{"loc": loc, "msg": msg, "type": "value_error"} for loc, msg in bad]
+        )
     return await handlers.list_cases(
         rt(request),
         who,
@@ -310,7 +325,7 @@ async def post_consultation(body: ConsultationIn, who: Desk, request: Request) -
     responses={**AUTH, 404: err(404, "not_found", "no consultation Q20261126-00000000")},
 )
 async def get_consultation(
-    consultation_id: Annotated[str, Path(max_length=40)],
+    consultation_id: Annotated[str, Path(max_length=40, pattern=ID)],
     who: Annotated[Principal, Depends(allow("admin", *STAFF))],
     request: Request,
 ) -> dict[str, Any]:
@@ -325,7 +340,7 @@ async def get_consultation(
     responses={**AUTH, 404: err(404, "not_found", "no consultation Q20261126-00000000"), **E422},
 )
 async def hand_over_consultation(
-    consultation_id: Annotated[str, Path(max_length=40)],
+    consultation_id: Annotated[str, Path(max_length=40, pattern=ID)],
     body: HandoverIn,
     who: Desk,
     request: Request,
@@ -349,7 +364,7 @@ async def get_discrepancies(
     who: Reviewer,
     request: Request,
     status: Annotated[str | None, Query(pattern="^(open|resolved)$")] = None,
-    case_id: Annotated[str | None, Query(max_length=40)] = None,
+    case_id: Annotated[str | None, Query(max_length=40, pattern=ID)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:
     return await handlers.list_discrepancies(rt(request), status, case_id, limit)
@@ -367,7 +382,7 @@ async def get_discrepancies(
     },
 )
 async def resolve(
-    discrepancy_id: Annotated[str, Path(max_length=40)],
+    discrepancy_id: Annotated[str, Path(max_length=40, pattern=ID)],
     body: ResolveIn,
     who: Resolver,
     request: Request,
@@ -384,7 +399,7 @@ async def resolve(
 )
 async def document_received(
     case_id: CaseId,
-    code: Annotated[str, Path(max_length=40)],
+    code: Annotated[str, Path(max_length=40, pattern=ID)],
     who: Editor,
     request: Request,
 ) -> dict[str, Any]:
@@ -399,7 +414,7 @@ async def document_received(
     responses=AUTH,
 )
 async def get_checklist(
-    insurer_code: Annotated[str, Path(max_length=20)],
+    insurer_code: Annotated[str, Path(max_length=20, pattern=ID)],
     loss_type: LossType,
     who: Reader,
     request: Request,
@@ -421,7 +436,7 @@ async def get_checklist(
     responses={**AUTH, **E422},
 )
 async def put_checklist(
-    insurer_code: Annotated[str, Path(max_length=20)],
+    insurer_code: Annotated[str, Path(max_length=20, pattern=ID)],
     loss_type: LossType,
     body: ChecklistIn,
     who: Configurer,
@@ -475,7 +490,7 @@ async def get_webhooks(who: Insurer, request: Request) -> list[dict[str, Any]]:
     responses={**AUTH, 404: err(404, "not_found", "no webhook wh_000000000000")},
 )
 async def delete_webhook(
-    webhook_id: Annotated[str, Path(max_length=40)], who: Insurer, request: Request
+    webhook_id: Annotated[str, Path(max_length=40, pattern=ID)], who: Insurer, request: Request
 ) -> Response:
     await webhooks.delete_webhook(rt(request), who, webhook_id)
     return Response(status_code=204)
@@ -489,7 +504,7 @@ async def delete_webhook(
     responses={**AUTH, 404: err(404, "not_found", "no webhook wh_000000000000")},
 )
 async def get_deliveries(
-    webhook_id: Annotated[str, Path(max_length=40)],
+    webhook_id: Annotated[str, Path(max_length=40, pattern=ID)],
     who: Annotated[Principal, Depends(allow("insurer", "admin"))],
     request: Request,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -541,7 +556,7 @@ async def get_insurers(who: Admin, request: Request) -> list[dict[str, Any]]:
     responses={**AUTH, 404: err(404, "not_found", "no insurer XYZ")},
 )
 async def rotate_key(
-    code: Annotated[str, Path(max_length=20)], who: Admin, request: Request
+    code: Annotated[str, Path(max_length=20, pattern=ID)], who: Admin, request: Request
 ) -> dict[str, Any]:
     r = rt(request)
     async with r.pool.acquire() as conn:
@@ -556,7 +571,7 @@ async def rotate_key(
     responses={**AUTH, 404: err(404, "not_found", "no insurer XYZ")},
 )
 async def revoke_keys(
-    code: Annotated[str, Path(max_length=20)], who: Admin, request: Request
+    code: Annotated[str, Path(max_length=20, pattern=ID)], who: Admin, request: Request
 ) -> dict[str, Any]:
     r = rt(request)
     async with r.pool.acquire() as conn:
@@ -603,7 +618,7 @@ async def get_staff(who: Admin, request: Request) -> list[dict[str, Any]]:
     responses={**AUTH, 404: err(404, "not_found", "no staff member A999")},
 )
 async def rotate_token(
-    number: Annotated[str, Path(max_length=20)], who: Admin, request: Request
+    number: Annotated[str, Path(max_length=20, pattern=ID)], who: Admin, request: Request
 ) -> dict[str, Any]:
     r = rt(request)
     async with r.pool.acquire() as conn:
@@ -620,7 +635,7 @@ async def rotate_token(
     responses={**AUTH, 404: err(404, "not_found", "no staff member A999")},
 )
 async def revoke_staff(
-    number: Annotated[str, Path(max_length=20)], who: Admin, request: Request
+    number: Annotated[str, Path(max_length=20, pattern=ID)], who: Admin, request: Request
 ) -> dict[str, Any]:
     r = rt(request)
     async with r.pool.acquire() as conn:
@@ -635,7 +650,7 @@ async def revoke_staff(
     responses={**AUTH, 404: err(404, "not_found", "no token 0000")},
 )
 async def revoke_one(
-    token_id: Annotated[str, Path(max_length=64)], who: Admin, request: Request
+    token_id: Annotated[str, Path(max_length=64, pattern=ID)], who: Admin, request: Request
 ) -> dict[str, Any]:
     r = rt(request)
     async with r.pool.acquire() as conn:

@@ -73,6 +73,8 @@ def case_errors(
     if (f.get("loss_lat") is None) != (f.get("loss_lon") is None):
         errs.append(((*prefix, "loss_lon"), "give both loss_lat and loss_lon, or neither"))
     lt = f.get("loss_time")
+    if lt is not None and _ts(lt) < now - timedelta(days=3650):
+        errs.append(((*prefix, "loss_time"), "more than 10 years ago (出险时间过早)"))
     if lt is not None and _ts(lt) > now + timedelta(seconds=skew_s):
         errs.append(
             (
@@ -495,6 +497,13 @@ async def report_by_phone(
         errs.append((("insurer_code",), f"unknown insurer {body.insurer_code}"))
     if errs:
         raise invalid(errs)
+    promised = body.callback_promised_at
+    if promised < now - timedelta(seconds=isettings(rt).loss_time_skew_s):
+        errs.append((("callback_promised_at",), "must not be in the past (承诺回电时间已过)"))
+    elif promised > now + timedelta(days=30):
+        errs.append((("callback_promised_at",), "more than 30 days ahead"))
+    if errs:
+        raise invalid(errs)
     owner = who.number or who.subject
     ev = _reported(
         new_case_id(now),
@@ -632,6 +641,8 @@ async def log_consultation(rt: Runtime, who: Principal, body: ConsultationIn) ->
         errs.append((("follow_up_due",), "an unresolved consultation needs a due time"))
     if body.follow_up_due and body.follow_up_due < now:
         errs.append((("follow_up_due",), "must be in the future"))
+    elif body.follow_up_due and body.follow_up_due > now + timedelta(days=365):
+        errs.append((("follow_up_due",), "more than a year ahead"))
     async with rt.pool.acquire() as conn:
         if body.follow_up_owner and not await _active_staff(conn, body.follow_up_owner):
             errs.append((("follow_up_owner",), f"no active staff member {body.follow_up_owner}"))

@@ -6,7 +6,7 @@ import copy
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from intake.validation import normalise_phone, normalise_plate, phone_error, plate_error
 
@@ -48,6 +48,24 @@ Phone = Annotated[str, Field(min_length=5, max_length=24), AfterValidator(_phone
 Text = Annotated[str, AfterValidator(_text)]
 
 
+def _no_control(value: Any) -> Any:
+    if isinstance(value, str) and any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
+        raise ValueError("must not contain control characters (不得包含控制字符)")
+    if isinstance(value, list | dict):
+        for item in value.values() if isinstance(value, dict) else value:
+            _no_control(item)
+    return value
+
+
+class Input(BaseModel):
+    """Every request body: no NUL or other control characters in any text."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _clean(cls, value: Any) -> Any:
+        return _no_control(value)
+
+
 def d(en: str, zh: str) -> str:
     return f"{en} / {zh}"
 
@@ -72,7 +90,7 @@ CASE_EXAMPLE: dict[str, Any] = {
 }
 
 
-class CaseFields(BaseModel):
+class CaseFields(Input):
     """Fields shared by insurer posts, phone registrations and corrections."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -183,7 +201,7 @@ class PhoneReportIn(CaseFields):
     )
 
 
-class CorrectionIn(BaseModel):
+class CorrectionIn(Input):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -201,7 +219,7 @@ class CorrectionIn(BaseModel):
     reason: Text = Field(min_length=2, max_length=500, description=d("why", "更正原因"))
 
 
-class CancelIn(BaseModel):
+class CancelIn(Input):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"reason": "客户撤案 / the customer withdrew the claim"}]},
@@ -306,7 +324,7 @@ class CasePage(BaseModel):
 # -- identity ------------------------------------------------------------------------------
 
 
-class InsurerIn(BaseModel):
+class InsurerIn(Input):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"code": "PICC", "name": "中国人民财产保险股份有限公司"}]},
@@ -349,7 +367,7 @@ class InsurerOut(BaseModel):
     created_at: datetime
 
 
-class StaffIn(BaseModel):
+class StaffIn(Input):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -408,7 +426,7 @@ class Revoked(BaseModel):
 # -- consultations, ownership -------------------------------------------------------------
 
 
-class ConsultationIn(BaseModel):
+class ConsultationIn(Input):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -461,7 +479,7 @@ class ConsultationOut(BaseModel):
     logged_at: datetime
 
 
-class HandoverIn(BaseModel):
+class HandoverIn(Input):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -522,7 +540,7 @@ class DiscrepancyOut(BaseModel):
     resolved_at: datetime | None = None
 
 
-class ResolveIn(BaseModel):
+class ResolveIn(Input):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"note": "已与坐席A001核对,以保险公司信息为准"}]},
@@ -530,12 +548,12 @@ class ResolveIn(BaseModel):
     note: Text = Field(min_length=2, max_length=1000, description=d("review note", "处理说明"))
 
 
-class ChecklistItem(BaseModel):
+class ChecklistItem(Input):
     code: str = Field(min_length=2, max_length=40, pattern=r"^[a-z0-9_]+$")
     name: str = Field(min_length=2, max_length=100)
 
 
-class ChecklistIn(BaseModel):
+class ChecklistIn(Input):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -562,7 +580,7 @@ class ChecklistOut(BaseModel):
 # -- webhooks ---------------------------------------------------------------------------------
 
 
-class WebhookIn(BaseModel):
+class WebhookIn(Input):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
