@@ -251,3 +251,47 @@ async def test_restart_escalates_overdue_items_exactly_once(start_service, setti
                     "resolution",
                     "regulatory",
                 ]
+
+
+async def test_business_hours_clock_skips_the_weekend_and_holidays(start_service) -> None:  # type: ignore[no-untyped-def]
+    friday_17_shanghai = datetime.fromisoformat("2026-01-09T17:00:00+08:00")
+    clk = clock()
+    clk.set(friday_17_shanghai)
+    async with start_service(DEFINITION, clock=clk) as svc:
+        c = svc.client
+        policy = fast_policy(
+            calendar={"holidays": ["2026-01-12"]},  # Monday is a holiday
+            clocks={
+                "first_response": {"duration": "2h", "business_hours": True, "warn_before": "30m"},
+                "resolution": {"duration": {"days": 2}, "business_hours": True},
+            },
+        )
+        await put_policy(c, "office", policy)
+        cid = await file(c)
+        v = await get(c, cid)
+        fr = clock_of(v, "first_response")
+        # 1 h on Friday, weekend and Monday's holiday skipped, 1 h on Tuesday
+        assert datetime.fromisoformat(fr["due_at"]) == datetime.fromisoformat(
+            "2026-01-13T10:00:00+08:00"
+        )
+        assert datetime.fromisoformat(fr["warn_at"]) == datetime.fromisoformat(
+            "2026-01-13T09:30:00+08:00"
+        )
+        assert fr["business_hours"] is True
+        res = clock_of(v, "resolution")
+        assert (
+            res["budget_s"] == 2 * 9 * 3600
+        )  # two working days of 9 h: Fri 1 h + Tue 9 h + Wed 8 h
+        assert datetime.fromisoformat(res["due_at"]) == datetime.fromisoformat(
+            "2026-01-14T17:00:00+08:00"
+        )
+        # the regulatory clock counts calendar days (wall time)
+        assert clock_of(v, "regulatory")["business_hours"] is False
+        # over the weekend nothing fires; early Tuesday the warning, then the breach
+        clk.set(datetime.fromisoformat("2026-01-13T09:00:00+08:00"))
+        await asyncio.sleep(0.6)
+        assert events_of(await get(c, cid), "ComplaintDeadlineWarned") == []
+        clk.set(datetime.fromisoformat("2026-01-13T09:31:00+08:00"))
+        await wait_for_events(c, cid, "ComplaintDeadlineWarned", 1)
+        clk.set(datetime.fromisoformat("2026-01-13T10:00:01+08:00"))
+        await wait_for_events(c, cid, "ComplaintEscalated", 1)

@@ -296,3 +296,20 @@ async def test_not_satisfied_without_reopen_closes_with_the_reason(start_service
         assert v["status"] == "closed"
         assert v["satisfied"] is False
         assert "仍不认可" in v["close_reason"]
+
+
+async def test_demo_mode_seeds_policies_and_writes_credentials(start_service, settings) -> None:  # type: ignore[no-untyped-def]
+    demo = settings.model_copy(update={"demo": True})
+    for _ in range(2):  # idempotent across restarts
+        async with start_service(DEFINITION, demo) as svc:  # tokens are issued on the system clock
+            items = (await svc.client.get("/v1/sla-policies", headers=AGENT)).json()["items"]
+            assert {(p["name"], p["version"]) for p in items} == {
+                ("default", 1),
+                ("picc-high", 1),
+                ("attitude", 1),
+            }
+            creds = (demo.data_dir / "credentials-complaints.txt").read_text()
+            token = creds.splitlines()[1].split(": ", 1)[1]
+            r = await svc.client.get("/v1/worklist", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200
+            assert r.json()["owner"] == "A001"

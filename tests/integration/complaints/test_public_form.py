@@ -89,3 +89,10 @@ async def test_rate_limited_per_client_and_phone(start_service) -> None:  # type
         clk.advance(3601)
         r = await svc.client.post("/complaint-form", content=urlencode(GOOD), headers=FORM)
         assert r.status_code == 201
+
+
+async def test_oversized_form_is_refused(start_service) -> None:  # type: ignore[no-untyped-def]
+    async with start_service(make_definition(CFG), clock=clock()) as svc:
+        body = urlencode({**GOOD, "matter": "长" * 9000})
+        r = await svc.client.post("/complaint-form", content=body, headers=FORM)
+        assert r.status_code == 413

@@ -14,6 +14,7 @@ from complaints import api, callbacks, handlers, pages, web
 from complaints.handlers import Ctx
 from complaints.migrations import MIGRATIONS
 from complaints.settings import ComplaintsSettings
+from complaints.sla import SlaPolicy
 
 
 def _consumers(rt: Runtime) -> Sequence[ConsumerSpec]:
@@ -55,6 +56,38 @@ def _timers(rt: Runtime) -> Mapping[str, TimerHandler]:
     return {handlers.TIMER_KIND: clock_timer}
 
 
+DEMO_POLICIES = {
+    "picc-high": {
+        "description": "PICC, high severity: answer within 1 working hour, resolve in 2 days",
+        "match": {"insurers": ["PICC"], "severities": ["high"]},
+        "calendar": {"holidays": ["2026-10-01", "2026-10-02", "2026-10-05"]},
+        "clocks": {
+            "first_response": {"duration": "1h", "business_hours": True, "warn_before": "15m"},
+            "resolution": {"duration": {"days": 2}, "business_hours": True, "warn_before": "4h"},
+        },
+        "re_escalate_after": "4h",
+    },
+    "attitude": {
+        "description": "Complaints about attitude: answer within 30 minutes, 24/7",
+        "match": {"categories": ["attitude"]},
+        "clocks": {
+            "first_response": {"duration": "30m", "warn_before": "10m"},
+            "resolution": {"duration": {"days": 3}, "business_hours": True},
+        },
+    },
+}
+
+
+async def seed_demo(ctx: Ctx, conn: asyncpg.Connection) -> None:
+    """Demo data, idempotent: two example policies and a 50% callback rate for PINGAN."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('complaints:demo'))")
+    for name, body in DEMO_POLICIES.items():
+        if not await conn.fetchval("SELECT 1 FROM sla_policies WHERE name = $1", name):
+            await handlers.publish_policy(ctx, conn, name, SlaPolicy.model_validate(body), "demo")
+    if not await conn.fetchval("SELECT 1 FROM callback_rates WHERE insurer_code = 'PINGAN'"):
+        await callbacks.set_rate(ctx, conn, "PINGAN", 0.5, "demo")
+
+
 def make_definition(cfg: ComplaintsSettings | None = None) -> ServiceDefinition:
     """The service; tests pass their own ComplaintsSettings (else CLAIMDESK_COMPLAINTS_*)."""
 
@@ -69,6 +102,8 @@ def make_definition(cfg: ComplaintsSettings | None = None) -> ServiceDefinition:
         async with rt.pool.acquire() as conn, conn.transaction():
             await handlers.ensure_default_policy(Ctx(rt.store, rt.clock.now()), conn)
         if rt.settings.demo:
+            async with rt.pool.acquire() as conn, conn.transaction():
+                await seed_demo(Ctx(rt.store, rt.clock.now()), conn)
             await pages.write_demo_credentials(rt)
 
     return ServiceDefinition(

@@ -161,7 +161,9 @@ class SlaPolicy(BaseModel):
     match: Match = Field(default_factory=Match, description="when it applies 适用范围")
     priority: int = Field(0, ge=-1000, le=1000, description="wins ties between equally specific")
     calendar: CalendarSpec = Field(default_factory=CalendarSpec, description="business calendar")
-    clocks: Clocks
+    clocks: Clocks = Field(
+        description="first_response, resolution and regulatory clocks 时限 (首次响应/处理/监管)"
+    )
     re_escalate_after: Duration | None = Field(
         None,
         description="after a breach, go up one more level each time this passes (wall-clock) "

@@ -26,6 +26,7 @@ from complaints.settings import ComplaintsSettings
 from complaints.sla import Category
 
 router = APIRouter(tags=["public"])
+MAX_FORM_BYTES = 16 * 1024
 
 CATEGORIES = {
     "attitude": "服务态度 Attitude",
@@ -137,7 +138,10 @@ async def submit_form(request: Request) -> HTMLResponse:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
         return page("错误 Error", "<p class='errors'>请使用表单提交 Use the form.</p>", 415)
-    raw = (await request.body()).decode("utf-8", errors="replace")
+    length = request.headers.get("content-length", "")
+    if not length.isdigit() or int(length) > MAX_FORM_BYTES:
+        return page("错误 Error", "<p class='errors'>内容过长 Too long.</p>", 413)
+    raw = (await request.body())[:MAX_FORM_BYTES].decode("utf-8", errors="replace")
     values = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
     values = {k: v for k, v in values.items() if k != "case_id" or v.strip()}
     try:
