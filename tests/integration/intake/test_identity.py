@@ -123,3 +123,19 @@ async def test_staff_tokens_rotate_revoke_and_deactivate(start_service) -> None:
             number="M9",
         )
         assert (await c.get("/v1/cases", headers=bearer(wrong))).status_code == 401
+
+
+async def test_a_key_revoked_by_another_process_stops_working_within_the_cache_ttl(
+    start_service,
+) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from intake.identity import KEY_CACHE_TTL_S
+
+    async with start_service(DEFINITION) as svc:
+        key = await add_insurer(svc.client, "PICC")
+        assert (await svc.client.get("/v1/cases", headers=bearer(key))).status_code == 200
+        async with svc.runtime.pool.acquire() as conn:  # as another intake replica would
+            await conn.execute("UPDATE api_keys SET revoked_at = now()")
+        await asyncio.sleep(KEY_CACHE_TTL_S + 0.1)
+        assert (await svc.client.get("/v1/cases", headers=bearer(key))).status_code == 401

@@ -560,7 +560,9 @@ async def rotate_key(
 ) -> dict[str, Any]:
     r = rt(request)
     async with r.pool.acquire() as conn:
-        return await identity.rotate_insurer_key(conn, code, r.clock.now())
+        out = await identity.rotate_insurer_key(conn, code, r.clock.now())
+    identity.forget_keys(r.extras)
+    return out
 
 
 @admin.post(
@@ -575,7 +577,9 @@ async def revoke_keys(
 ) -> dict[str, Any]:
     r = rt(request)
     async with r.pool.acquire() as conn:
-        return {"revoked": await identity.revoke_insurer_keys(conn, code, r.clock.now())}
+        n = await identity.revoke_insurer_keys(conn, code, r.clock.now())
+    identity.forget_keys(r.extras)
+    return {"revoked": n}
 
 
 @admin.post(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,9 @@ from claimdesk.errors import Conflict, Forbidden, NotFound, Unauthorized
 from fastapi import Request
 
 KEY_PREFIX = "cdk_"
+KEY_CACHE_TTL_S = 2.0
+"""A verified API key is trusted this long by the process that verified it. Rotation and
+revocation clear that process's cache at once; other processes follow within this time."""
 
 
 def new_api_key() -> str:
@@ -232,18 +236,32 @@ async def authenticate(request: Request) -> Principal:
     if isinstance(cached, Principal):
         return cached
     token = bearer(request)
-    pool: asyncpg.Pool = request.app.state.runtime.pool
+    rt = request.app.state.runtime
+    pool: asyncpg.Pool = rt.pool
     if token.startswith(KEY_PREFIX):
-        row = await pool.fetchrow(
-            "SELECT i.insurer_id, i.code, i.name FROM api_keys k JOIN insurers i USING "
-            "(insurer_id) WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-            hash_key(token),
-        )
-        if row is None:
-            raise Unauthorized("unknown or revoked API key")
-        principal = Principal(
-            subject=row["insurer_id"], role="insurer", name=row["name"], insurer_code=row["code"]
-        )
+        digest = hash_key(token)
+        cache: dict[str, tuple[float, Principal]] = rt.extras.setdefault("key_cache", {})
+        hit = cache.get(digest)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < KEY_CACHE_TTL_S:
+            principal = hit[1]
+        else:
+            row = await pool.fetchrow(
+                "SELECT i.insurer_id, i.code, i.name FROM api_keys k JOIN insurers i USING "
+                "(insurer_id) WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+                digest,
+            )
+            if row is None:
+                raise Unauthorized("unknown or revoked API key")
+            principal = Principal(
+                subject=row["insurer_id"],
+                role="insurer",
+                name=row["name"],
+                insurer_code=row["code"],
+            )
+            if len(cache) > 10_000:
+                cache.clear()
+            cache[digest] = (now, principal)
         request.state.principal = principal
     else:
         principal = principal_from_request(request)
@@ -268,3 +286,8 @@ def allow(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
         return principal
 
     return dep
+
+
+def forget_keys(extras: dict[str, Any]) -> None:
+    """Drop cached key verifications (after a rotation or revocation)."""
+    extras.pop("key_cache", None)
