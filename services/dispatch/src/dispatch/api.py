@@ -139,6 +139,17 @@ class SurveyorPatch(BaseModel):
 
 
 class SurveyorCreated(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "surveyor_id": "S-1A2B3C4D",
+                    "token": "eyJhbGciOiJIUzI1NiIs...",
+                    "surveyor": {"surveyor_id": "S-1A2B3C4D", "name": "王建国", "team": "浦东一组"},
+                }
+            ]
+        }
+    )
     surveyor_id: str = Field(examples=["S-1A2B3C4D"])
     token: str = Field(description="the surveyor's bearer token for the app and the stream")
     surveyor: dict[str, Any]
@@ -292,6 +303,33 @@ JOB_EXAMPLE = {
 }
 
 
+SURVEYOR_EXAMPLE: dict[str, Any] = {
+    "surveyor_id": "S-1A2B3C4D",
+    "name": "王建国",
+    "phone": "13800138001",
+    "team": "浦东一组",
+    "skills": ["vehicle", "injury"],
+    "regions": ["浦东新区"],
+    "base_lat": 31.2215,
+    "base_lon": 121.5447,
+    "lat": 31.2215,
+    "lon": 121.5447,
+    "capacity": 3,
+    "shifts": [{"days": [0, 1, 2, 3, 4], "start": "08:00", "end": "20:00"}],
+    "available": True,
+    "availability_reason": "",
+    "on_shift": True,
+    "retired": False,
+    "open_jobs": 1,
+    "assigned_today": 4,
+}
+ACK_EXAMPLE = {"default_s": 300, "by_insurer": {"PICC": 240}, "by_priority": {"urgent": 120}}
+
+
+def ex(example: Any) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {"application/json": {"example": example}}}}
+
+
 def _job_responses() -> dict[int | str, dict[str, Any]]:
     return {
         200: {"content": {"application/json": {"example": JOB_EXAMPLE}}},
@@ -364,6 +402,7 @@ async def register(body: SurveyorIn, request: Request, p: Dispatcher) -> Surveyo
     tags=["surveyors"],
     summary="List surveyors with their load",
     description="Every active surveyor (or one team) with open jobs, jobs today, shift and availability.",
+    responses=ex([SURVEYOR_EXAMPLE]),
 )
 async def list_surveyors(
     request: Request,
@@ -383,6 +422,7 @@ async def list_surveyors(
     tags=["surveyors"],
     summary="One surveyor",
     description="The surveyor's details, shift, availability and load. Staff, or the surveyor themself.",
+    responses=ex(SURVEYOR_EXAMPLE),
 )
 async def get_surveyor(surveyor_id: str, request: Request, p: Anyone) -> dict[str, Any]:
     _self_or_staff(p, surveyor_id)
@@ -396,6 +436,7 @@ async def get_surveyor(surveyor_id: str, request: Request, p: Anyone) -> dict[st
     tags=["surveyors"],
     summary="Edit a surveyor",
     description="Changes the given fields (SurveyorDetailsChanged).",
+    responses=ex(SURVEYOR_EXAMPLE),
 )
 async def edit_surveyor(
     surveyor_id: str, body: SurveyorPatch, request: Request, p: Dispatcher
@@ -417,6 +458,7 @@ async def edit_surveyor(
     tags=["surveyors"],
     summary="Retire a surveyor",
     description="The surveyor gets no more jobs (SurveyorRetired). Open jobs stay until reassigned.",
+    responses=ex({**SURVEYOR_EXAMPLE, "retired": True}),
 )
 async def retire(
     surveyor_id: str, body: RetireIn, request: Request, p: Dispatcher
@@ -432,6 +474,7 @@ async def retire(
     tags=["surveyors"],
     summary="Set availability",
     description="SurveyorAvailabilityChanged. The surveyor or a dispatcher.",
+    responses=ex({**SURVEYOR_EXAMPLE, "available": False}),
 )
 async def availability(
     surveyor_id: str, body: AvailabilityIn, request: Request, p: Anyone
@@ -453,6 +496,7 @@ async def availability(
     summary="Start or end a shift",
     description="`start` (SurveyorShiftStarted) or `end` "
     "(SurveyorShiftEnded); overrides the weekly schedule until the next one.",
+    responses=ex(SURVEYOR_EXAMPLE),
 )
 async def shift(
     surveyor_id: str, action: Literal["start", "end"], request: Request, p: Anyone
@@ -472,6 +516,7 @@ async def shift(
     tags=["surveyors"],
     summary="Report a position",
     description="SurveyorLocationUpdated; travel estimates use the latest position.",
+    responses=ex(SURVEYOR_EXAMPLE),
 )
 async def location(
     surveyor_id: str, body: LocationIn, request: Request, p: Anyone
@@ -491,6 +536,7 @@ async def location(
     tags=["surveyors"],
     summary="Issue a new token",
     description="A fresh bearer token for the surveyor's app (lost phone, new device).",
+    responses=ex({"surveyor_id": "S-1A2B3C4D", "token": "eyJhbGciOi..."}),
 )
 async def new_token(surveyor_id: str, request: Request, p: Dispatcher) -> dict[str, str]:
     rt = rt_of(request)
@@ -504,6 +550,15 @@ async def new_token(surveyor_id: str, request: Request, p: Dispatcher) -> dict[s
     tags=["surveyors"],
     summary="Who am I",
     description="The caller's identity from the token.",
+    responses=ex(
+        {
+            "subject": "S-1A2B3C4D",
+            "role": "surveyor",
+            "name": "王建国",
+            "number": "S-1A2B3C4D",
+            "team": "浦东一组",
+        }
+    ),
 )
 async def me(p: Anyone) -> dict[str, Any]:
     return p.model_dump()
@@ -776,6 +831,24 @@ async def assign(job_id: str, body: AssignIn, request: Request, p: Dispatcher) -
     summary="The dispatcher queue",
     description="Jobs waiting for a human (unassigned, timed out, declined; `call_the_team` "
     "first) and assignments whose acknowledgement is overdue.",
+    responses=ex(
+        {
+            "queued": [
+                {
+                    **JOB_EXAMPLE,
+                    "status": "queued",
+                    "surveyor_id": None,
+                    "queue": {
+                        "kind": "timed_out",
+                        "reason": "3 assignment(s) without acknowledgement: call the team",
+                        "call_the_team": True,
+                    },
+                }
+            ],
+            "overdue_acks": [],
+            "awaiting_ack": 4,
+        }
+    ),
 )
 async def queue(request: Request, p: Dispatcher) -> dict[str, Any]:
     rt = rt_of(request)
@@ -801,6 +874,7 @@ async def queue(request: Request, p: Dispatcher) -> dict[str, Any]:
     tags=["dispatcher"],
     summary="Acknowledgement deadlines",
     description="The deadline in force: default, per insurer and per priority (seconds).",
+    responses=ex(ACK_EXAMPLE),
 )
 async def get_ack_timeouts(request: Request, p: Staff) -> dict[str, Any]:
     rt = rt_of(request)
@@ -814,6 +888,7 @@ async def get_ack_timeouts(request: Request, p: Staff) -> dict[str, Any]:
     summary="Set acknowledgement deadlines",
     description="Applies to assignments made from now on. With both an insurer and a priority "
     "setting, the shorter wins; otherwise a specific setting beats the default.",
+    responses=ex(ACK_EXAMPLE),
 )
 async def put_ack_timeouts(body: AckTimeoutsIn, request: Request, p: Dispatcher) -> dict[str, Any]:
     rt = rt_of(request)
@@ -832,6 +907,14 @@ async def put_ack_timeouts(body: AckTimeoutsIn, request: Request, p: Dispatcher)
     summary="Insurer preferences",
     description="Teams or surveyors an insurer prefers "
     "(a score bonus) or does not want (excluded).",
+    responses=ex(
+        {
+            "insurer_code": "PICC",
+            "preferred_teams": ["浦东一组"],
+            "preferred_surveyors": [],
+            "avoided_surveyors": [],
+        }
+    ),
 )
 async def put_prefs(
     insurer_code: str, body: PrefsIn, request: Request, p: Dispatcher
@@ -856,6 +939,7 @@ async def put_prefs(
     description="Each new assignment to the team is POSTed there, signed: header "
     "`X-ClaimDesk-Signature: sha256=HMAC(secret, <X-ClaimDesk-Timestamp>.<body>)`; "
     "non-2xx or errors are retried with doubling delays.",
+    responses=ex({"team": "浦东一组", "url": "http://127.0.0.1:9000/jobs"}),
 )
 async def put_webhook(
     team: str, body: WebhookIn, request: Request, p: Dispatcher
@@ -877,6 +961,7 @@ async def put_webhook(
     tags=["dispatcher"],
     summary="Remove a team's webhook",
     description="No more webhook pushes for the team.",
+    responses=ex({"team": "浦东一组", "deleted": True}),
 )
 async def delete_webhook(team: str, request: Request, p: Dispatcher) -> JSONResponse:
     rt = rt_of(request)
