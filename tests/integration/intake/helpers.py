@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from claimdesk.testing.plugin import TEST_ADMIN
+import uvicorn
+from claimdesk.embedded import free_port
+from claimdesk.testing.plugin import TEST_ADMIN, eventually
+from fastapi import FastAPI, Request, Response
 
 ADMIN = {"Authorization": f"Bearer {TEST_ADMIN}"}
 
@@ -136,3 +143,40 @@ def step(kind: str, case_id: str, surveyor: str = "SV001") -> Any:
             job_id=f"J-{case_id}", case_id=case_id, surveyor_id=surveyor, loss_estimate=3200.0
         )
     return d.CaseClosed(job_id=f"J-{case_id}", case_id=case_id, closed_by="D001")
+
+
+class Receiver:
+    """An insurer's endpoint: fails the first `fail_first` calls with 503, records every call."""
+
+    def __init__(self, fail_first: int = 0, hang: bool = False) -> None:
+        self.fail_first = fail_first
+        self.hang = hang
+        self.calls: list[dict[str, Any]] = []
+        self.app = FastAPI()
+
+        @self.app.post("/hook")
+        async def hook(request: Request) -> Response:
+            body = await request.body()
+            self.calls.append({"headers": dict(request.headers), "body": body, "at": time.time()})
+            if self.hang:
+                await asyncio.sleep(30)
+            if len(self.calls) <= self.fail_first:
+                return Response(status_code=503)
+            return Response(status_code=204)
+
+
+@contextlib.asynccontextmanager
+async def running(receiver: Receiver) -> AsyncIterator[str]:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(receiver.app, host="127.0.0.1", port=port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started, timeout=10, interval=0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/hook"
+    finally:
+        server.should_exit = True
+        server.force_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, timeout=5)

@@ -3,67 +3,27 @@ tenancy, and a dead endpoint never slowing intake."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 from claimdesk.embedded import free_port
 from claimdesk.settings import Settings
 from claimdesk.testing.plugin import eventually
-from fastapi import FastAPI, Request, Response
 from intake.bootstrap import DEFINITION
 from intake.webhooks import verify
 
 from tests.integration.intake.helpers import (
+    Receiver,
     add_insurer,
     assigned,
     bearer,
     case_body,
     publish_dispatch,
+    running,
     step,
 )
-
-
-class Receiver:
-    """An insurer's endpoint: fails the first `fail_first` calls with 503, records every call."""
-
-    def __init__(self, fail_first: int = 0, hang: bool = False) -> None:
-        self.fail_first = fail_first
-        self.hang = hang
-        self.calls: list[dict[str, Any]] = []
-        self.app = FastAPI()
-
-        @self.app.post("/hook")
-        async def hook(request: Request) -> Response:
-            body = await request.body()
-            self.calls.append({"headers": dict(request.headers), "body": body, "at": time.time()})
-            if self.hang:
-                await asyncio.sleep(30)
-            if len(self.calls) <= self.fail_first:
-                return Response(status_code=503)
-            return Response(status_code=204)
-
-
-@contextlib.asynccontextmanager
-async def running(receiver: Receiver) -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(receiver.app, host="127.0.0.1", port=port, log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started, timeout=10, interval=0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/hook"
-    finally:
-        server.should_exit = True
-        server.force_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, timeout=5)
 
 
 @pytest.fixture
