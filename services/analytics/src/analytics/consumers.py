@@ -11,7 +11,7 @@ from claimdesk.consumer import ConsumerSpec
 from claimdesk.events.base import Envelope
 from claimdesk.service import Runtime
 
-from analytics.codec import decode_envelope
+from analytics.codec import decode_fast
 from analytics.folder import NOTIFY_CHANNEL, Folder
 from analytics.projections import FoldConfig
 from analytics.settings import AnalyticsSettings
@@ -60,6 +60,6 @@ def consumer_specs(runtime: Runtime) -> list[ConsumerSpec]:
             [runtime.topic(c) for c in CONTEXTS],
             one,
             batch_handler=batch,
-            decoder=decode_envelope,
+            decoder=decode_fast,
         )
     ]

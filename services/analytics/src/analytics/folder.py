@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from claimdesk.events.base import Envelope
 
-from analytics.codec import OpaquePayload, case_id_of
+from analytics.codec import case_id_of, is_known, payload_json
 from analytics.projections import BatchFold, FoldConfig, Row, fold_batch, keys_by_table
 from analytics.tables import (
     ALL_TABLES,
@@ -25,10 +25,6 @@ from analytics.tables import (
 )
 
 NOTIFY_CHANNEL = "analytics_changed"
-
-
-def _subject(env: Envelope) -> str:
-    return case_id_of(env) or env.key or env.stream_id
 
 
 def _columns(table: Table, rows: list[Row]) -> list[list[Any]]:
@@ -78,7 +74,7 @@ class Folder:
         fresh = await self.insert_history(conn, events)
         if not fresh:
             return 0
-        known = [e for e in fresh if not isinstance(e.payload, OpaquePayload)]
+        known = [e for e in fresh if is_known(e)]
         loaded: dict[str, dict[str, Row | None]] = {}
         for name, keys in sorted(keys_by_table(known).items()):
             ordered = sorted(keys)
@@ -121,11 +117,13 @@ class Folder:
 
 
 def history_row(env: Envelope) -> Row:
+    case_id = case_id_of(env)
     return {
         "event_id": env.event_id,
-        "case_id": case_id_of(env),
-        "subject": _subject(env),
+        "case_id": case_id,
+        "subject": case_id or env.key or env.stream_id,
         "event_type": env.event_type,
+        "schema_version": env.schema_version,
         "context": getattr(env.payload, "context", None) or env.producer,
         "producer": env.producer,
         "stream_id": env.stream_id,
@@ -133,6 +131,9 @@ def history_row(env: Envelope) -> Row:
         "occurred_at": env.occurred_at,
         "recorded_at": env.recorded_at,
         "actor": env.actor,
-        "known": not isinstance(env.payload, OpaquePayload),
-        "envelope": env.model_dump_json(),
+        "correlation_id": env.correlation_id,
+        "causation_id": env.causation_id,
+        "key": env.key,
+        "known": is_known(env),
+        "payload": payload_json(env),
     }

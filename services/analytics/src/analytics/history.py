@@ -105,7 +105,7 @@ async def case_history(
     """
     rows = await conn.fetch(
         """SELECT event_id, event_type, context, producer, occurred_at, recorded_at, actor,
-                  stream_id, sequence, known, envelope->'payload' AS payload
+                  stream_id, sequence, known, payload
            FROM case_events
            WHERE case_id = $1 AND ($2::timestamptz IS NULL OR recorded_at <= $2)
            ORDER BY occurred_at, recorded_at, producer, stream_id, sequence""",

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from claimdesk.events.base import Envelope
 
+from analytics.codec import RawPayload
 from analytics.tables import CALLBACKS, CASES, COMPLAINTS, DISCREPANCIES, JOBS, SURVEYORS, Table
 
 Row = dict[str, Any]
@@ -52,7 +53,18 @@ def _min(a: datetime | None, b: datetime) -> datetime:
 
 
 def _p(env: Envelope) -> dict[str, Any]:
-    return env.payload.__dict__
+    """The payload's fields: a typed event's attributes, or a raw payload's dict."""
+    payload = env.payload
+    if isinstance(payload, RawPayload):
+        return payload.data
+    return payload.__dict__
+
+
+def _ts(value: Any) -> datetime | None:
+    """A timestamp field of a payload (a datetime, or ISO text in a raw payload)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
 
 
 # -- periods --------------------------------------------------------------------------------
@@ -152,7 +164,7 @@ def fold_job(row: Row | None, env: Envelope, cfg: FoldConfig) -> tuple[Row, list
         out["surveyor_id"] = sid
         out["first_assigned_at"] = _min(out.get("first_assigned_at"), at)
         out["assigned_at"] = at
-        out["ack_due_at"] = p.get("ack_due_at")
+        out["ack_due_at"] = _ts(p.get("ack_due_at"))
         out["current_acked"] = False
         if p.get("insurer_code"):
             out["insurer_code"] = p["insurer_code"]
@@ -234,7 +246,7 @@ def fold_complaint(row: Row | None, env: Envelope, cfg: FoldConfig) -> Row:
             out[k] = p.get(k)
         out["received_at"] = at
         out["received_day"] = cfg.day(at)
-        out["answer_due_at"] = p.get("promised_answer_at") or at + cfg.default_answer_time
+        out["answer_due_at"] = _ts(p.get("promised_answer_at")) or at + cfg.default_answer_time
     elif t == "ComplaintTriaged":
         out["valid"] = p["valid"]
         out["triaged_at"] = _min(out.get("triaged_at"), at)
@@ -266,8 +278,8 @@ def fold_callback(row: Row | None, env: Envelope, cfg: FoldConfig) -> Row:
     at = env.occurred_at
     t = env.event_type
     if t == "CallbackScheduled":
-        for k in ("insurer_code", "owner", "due_at"):
-            out[k] = p.get(k)
+        out["insurer_code"], out["owner"] = p.get("insurer_code"), p.get("owner")
+        out["due_at"] = _ts(p.get("due_at"))
         out["surveyor_id"] = out.get("surveyor_id") or p.get("surveyor_id")
         out["scheduled_at"] = at
         out["day"] = out.get("day") or cfg.day(at)

@@ -15,6 +15,7 @@ rebuild did not see, and renames the shadow tables into place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,12 +26,11 @@ import asyncpg
 from claimdesk import CONTEXTS
 from claimdesk.db import create_pool
 from claimdesk.events.base import Envelope
-from claimdesk.eventstore import read_columns
 from claimdesk.kafka import ensure_topics, make_consumer
 from claimdesk.service import Runtime
 from claimdesk.settings import Settings
 
-from analytics.codec import decode_envelope, decode_store_row
+from analytics.codec import STORE_COLUMNS, decode_fast, decode_store_row_fast
 from analytics.folder import Folder
 from analytics.projections import FoldConfig
 from analytics.tables import ALL_TABLES, CASE_EVENTS, PROJECTION_VERSION
@@ -38,7 +38,7 @@ from analytics.tables import ALL_TABLES, CASE_EVENTS, PROJECTION_VERSION
 log = logging.getLogger(__name__)
 
 SHADOW = "__rebuild"
-BATCH = 5000
+BATCH = 10_000
 Progress = Callable[[int, int | None], Any]  # (events done in this step, total or None)
 
 
@@ -71,7 +71,7 @@ async def prepare_shadow(conn: asyncpg.Connection) -> None:
     async with conn.transaction():
         for t in ALL_TABLES:
             await conn.execute(f"DROP TABLE IF EXISTS {t.name}{SHADOW}")
-            await conn.execute(t.ddl(f"{t.name}{SHADOW}"))
+            await conn.execute(t.ddl(f"{t.name}{SHADOW}", indexes=False))
 
 
 async def kafka_events(settings: Settings, total: list[int]) -> AsyncIterator[list[Envelope]]:
@@ -103,7 +103,7 @@ async def kafka_events(settings: Settings, total: list[int]) -> AsyncIterator[li
                 for r in records:
                     if r.offset < end[tp] and r.value is not None:
                         try:
-                            batch.append(decode_envelope(r.value))
+                            batch.append(decode_fast(r.value))
                         except Exception as exc:  # undecodable: the live consumer dead-letters it
                             log.warning("rebuild skipped an undecodable message: %r", exc)
                 if await consumer.position(tp) >= end[tp]:
@@ -128,7 +128,7 @@ async def store_events(settings: Settings, total: list[int]) -> AsyncIterator[li
                 if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f'"{schema}".events'):
                     count += await conn.fetchval(f'SELECT count(*) FROM "{schema}".events')
         total.append(count)
-        sql = f"""SELECT {read_columns()} FROM events
+        sql = f"""SELECT {STORE_COLUMNS} FROM events
                   WHERE (tx_id, global_position) > ($1::text::xid8, $2::bigint)
                     AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
                   ORDER BY tx_id, global_position LIMIT $3"""
@@ -145,7 +145,7 @@ async def store_events(settings: Settings, total: list[int]) -> AsyncIterator[li
                     if not rows:
                         break
                     pos = (rows[-1]["tx"], rows[-1]["global_position"])
-                    yield [decode_store_row(r) for r in rows]
+                    yield [decode_store_row_fast(r) for r in rows]
     finally:
         for _, pool in pools:
             await pool.close()
@@ -164,17 +164,23 @@ async def _rename_indexes(conn: asyncpg.Connection, table: str) -> None:
 
 async def swap_in(conn: asyncpg.Connection, folder: Folder) -> int:
     """Catch up from the live history, then replace the live tables. Returns events caught up."""
+    for t in ALL_TABLES:  # secondary indexes after the bulk load, before the swap
+        if t.index_sql():
+            await conn.execute(t.index_sql(f"{t.name}{SHADOW}"))
     async with conn.transaction():
         await conn.execute(f"LOCK TABLE {CASE_EVENTS.name} IN EXCLUSIVE MODE")
         rows = await conn.fetch(
-            f"""SELECT l.envelope FROM {CASE_EVENTS.name} l
+            f"""SELECT l.event_id, l.event_type, l.schema_version, l.stream_id, l.sequence,
+                       l.occurred_at, l.recorded_at, l.producer, l.correlation_id,
+                       l.causation_id, l.actor, l.key, l.payload::text AS payload
+                FROM {CASE_EVENTS.name} l
                 WHERE NOT EXISTS (SELECT 1 FROM {CASE_EVENTS.name}{SHADOW} r
                                   WHERE r.event_id = l.event_id)
                 ORDER BY l.recorded_at, l.producer, l.stream_id, l.sequence"""
         )
         caught = 0
         for i in range(0, len(rows), BATCH):
-            envs = [decode_envelope(r["envelope"]) for r in rows[i : i + BATCH]]
+            envs = [decode_store_row_fast(r) for r in rows[i : i + BATCH]]
             caught += await folder.apply(conn, envs)
         for t in ALL_TABLES:
             await conn.execute(f"DROP TABLE {t.name}")
@@ -213,12 +219,31 @@ async def rebuild(
                     else store_events(settings, total)
                 )
                 n = 0
-                async for batch in stream:
-                    async with conn.transaction():
-                        await shadow.apply(conn, batch)
-                    n += len(batch)
-                    if progress is not None:
-                        progress(len(batch), total[0] if total else None)
+                # Read and decode the next batch while Postgres folds this one.
+                queue: asyncio.Queue[list[Envelope] | None] = asyncio.Queue(maxsize=2)
+
+                async def reader() -> None:
+                    async for batch in stream:
+                        await queue.put(batch)
+                    await queue.put(None)
+
+                read_task = asyncio.create_task(reader())
+                try:
+                    while (batch := await queue.get()) is not None:
+                        async with conn.transaction():
+                            # Shadow tables: a crash loses nothing (they are rebuilt), and the
+                            # swap itself commits durably.
+                            await conn.execute("SET LOCAL synchronous_commit = off")
+                            await shadow.apply(conn, batch)
+                        n += len(batch)
+                        if progress is not None:
+                            progress(len(batch), total[0] if total else None)
+                    await read_task
+                finally:
+                    if not read_task.done():
+                        read_task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await read_task
                 # Fold into the same Folder writing the shadow names, then swap the names.
                 caught = await swap_in(conn, shadow)
                 if notify:

@@ -28,21 +28,27 @@ class Table:
     def column_names(self) -> list[str]:
         return [c for c, _ in self.columns]
 
-    def ddl(self, name: str | None = None) -> str:
+    def ddl(self, name: str | None = None, *, indexes: bool = True) -> str:
         t = name or self.name
         cols = ",\n  ".join(f"{c} {typ}" for c, typ in self.columns)
         sql = f"CREATE TABLE {t} (\n  {cols},\n  PRIMARY KEY ({', '.join(self.key)})\n);\n"
-        if self.extra_sql:
-            sql += self.extra_sql.format(t=t)
+        if indexes:
+            sql += self.index_sql(t)
         return sql
+
+    def index_sql(self, name: str | None = None) -> str:
+        """Secondary indexes (a rebuild creates them after loading, which is faster)."""
+        return self.extra_sql.format(t=name or self.name) if self.extra_sql else ""
 
     def _select(self) -> str:
         """`SELECT ... FROM unnest(...)` over one array parameter per column (jsonb as text)."""
         arrays = ", ".join(
-            f"${i + 1}::{'text' if typ == 'jsonb' else typ}[]"
+            f"${i + 1}::{'text' if typ in ('json', 'jsonb') else typ}[]"
             for i, (_, typ) in enumerate(self.columns)
         )
-        exprs = ", ".join(f"{c}::jsonb" if typ == "jsonb" else c for c, typ in self.columns)
+        exprs = ", ".join(
+            f"{c}::{typ}" if typ in ("json", "jsonb") else c for c, typ in self.columns
+        )
         return f"SELECT {exprs} FROM unnest({arrays}) AS u({', '.join(self.column_names)})"
 
     def insert_sql(self, name: str | None = None) -> str:
@@ -74,6 +80,7 @@ CASE_EVENTS = Table(
         ("case_id", "text"),
         ("subject", "text"),
         ("event_type", "text"),
+        ("schema_version", "int"),
         ("context", "text"),
         ("producer", "text"),
         ("stream_id", "text"),
@@ -81,8 +88,11 @@ CASE_EVENTS = Table(
         ("occurred_at", "timestamptz"),
         ("recorded_at", "timestamptz"),
         ("actor", "text"),
+        ("correlation_id", "uuid"),
+        ("causation_id", "uuid"),
+        ("key", "text"),
         ("known", "boolean"),
-        ("envelope", "jsonb"),
+        ("payload", "json"),  # as published (its own schema version), kept as text
     ),
     ("event_id",),
     extra_sql=(
@@ -288,5 +298,17 @@ MIGRATIONS = [
         CREATE TABLE analytics_meta (key text PRIMARY KEY, value text NOT NULL,
                                      updated_at timestamptz NOT NULL DEFAULT now());
         """,
-    )
+    ),
+    Migration(
+        "analytics",
+        2,
+        "history_columns_reset",
+        # Tables changed shape: recreate them all; a schema that held data is marked for a
+        # rebuild from the start of history (projection version 0) at the next start.
+        "INSERT INTO analytics_meta (key, value) SELECT 'projection_version', '0' "
+        "WHERE EXISTS (SELECT 1 FROM case_events) "
+        "ON CONFLICT (key) DO UPDATE SET value = '0';\n"
+        + "".join(f"DROP TABLE {t.name};\n" for t in ALL_TABLES)
+        + "\n".join(t.ddl() for t in ALL_TABLES),
+    ),
 ]
