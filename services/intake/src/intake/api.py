@@ -84,10 +84,11 @@ def err(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-E401 = {401: err(401, "unauthorized", "unknown or revoked API key")}
-E403 = {403: err(403, "forbidden", "role agent may not do this; allowed: ['insurer']")}
-E404 = {404: err(404, "not_found", "no case C20261126-00000000")}
-E422 = {
+Responses = dict[int | str, dict[str, Any]]
+E401: Responses = {401: err(401, "unauthorized", "unknown or revoked API key")}
+E403: Responses = {403: err(403, "forbidden", "role agent may not do this; allowed: ['insurer']")}
+E404: Responses = {404: err(404, "not_found", "no case C20261126-00000000")}
+E422: Responses = {
     422: {
         "description": "invalid input, one message per field",
         "content": {
@@ -107,7 +108,7 @@ E422 = {
         },
     }
 }
-AUTH = {**E401, **E403}
+AUTH: Responses = {**E401, **E403}
 
 cases = APIRouter(prefix="/v1", tags=["cases"])
 admin = APIRouter(prefix="/v1/admin", tags=["identity"])

@@ -72,7 +72,7 @@ COMPARED = (
 def evolve(state: CaseState | None, event: Event, at: datetime) -> CaseState:
     """The case after `event` (recorded at `at`)."""
     if isinstance(event, CaseReported):
-        s = event.model_dump(mode="json")
+        s: CaseState = event.model_dump(mode="json")
         s.update(status="reported", duplicate_of=None, reported_at=at.isoformat())
         s.setdefault("cancel_reason", None)
         s["updated_at"] = at.isoformat()

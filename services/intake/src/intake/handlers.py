@@ -266,33 +266,34 @@ async def _claim_key(
 async def _find_duplicate(
     conn: asyncpg.Connection, ev: CaseReported, window_s: int
 ) -> tuple[asyncpg.Record, list[str]] | None:
-    """An earlier case of the same loss from another channel or insurer."""
-    if ev.report_no:
-        row = await conn.fetchrow(
-            "SELECT case_id, insurer_code, channel, data FROM cases WHERE insurer_code = $1 "
-            "AND report_no = $2 AND channel <> $3 AND status <> 'cancelled' ORDER BY seq LIMIT 1",
-            ev.insurer_code,
-            ev.report_no,
-            ev.channel,
-        )
-        if row is not None:
-            return row, ["insurer_code", "report_no"]
-    if not ev.plate:
+    """An earlier case of the same loss: the same insurer's report number from the other
+    channel, else the same plate and a loss time within the window from another channel or
+    insurer (one round trip)."""
+    if not ev.report_no and not ev.plate:
         return None
-    w = timedelta(seconds=window_s)
     row = await conn.fetchrow(
-        """SELECT case_id, insurer_code, channel, data FROM cases
-           WHERE plate = $1 AND loss_time BETWEEN $2::timestamptz - $3::interval
-                                              AND $2::timestamptz + $3::interval
-             AND (channel <> $4 OR insurer_code <> $5) AND status <> 'cancelled'
-           ORDER BY (data->>'duplicate_of') IS NOT NULL, seq LIMIT 1""",
+        """SELECT case_id, insurer_code, channel, data,
+                  (report_no IS NOT DISTINCT FROM $2 AND insurer_code = $1) AS by_report_no
+           FROM cases
+           WHERE status <> 'cancelled' AND (
+                 ($2::text IS NOT NULL AND insurer_code = $1 AND report_no = $2
+                  AND channel <> $3)
+              OR ($4::text IS NOT NULL AND plate = $4
+                  AND loss_time BETWEEN $5::timestamptz - $6::interval
+                                    AND $5::timestamptz + $6::interval
+                  AND (channel <> $3 OR insurer_code <> $1)))
+           ORDER BY by_report_no DESC, (data->>'duplicate_of') IS NOT NULL, seq
+           LIMIT 1""",
+        ev.insurer_code,
+        ev.report_no,
+        ev.channel,
         ev.plate,
         ev.loss_time,
-        w,
-        ev.channel,
-        ev.insurer_code,
+        timedelta(seconds=window_s),
     )
-    return (row, ["plate", "loss_time"]) if row is not None else None
+    if row is None:
+        return None
+    return row, (["insurer_code", "report_no"] if row["by_report_no"] else ["plate", "loss_time"])
 
 
 def _fold(events: Sequence[Event], at: datetime, state: CaseState | None = None) -> CaseState:
@@ -463,7 +464,7 @@ def _reported(
     data = f.model_dump(exclude={"insurer_code", "caller_name", "caller_phone"})
     data["region"] = f.region or derive_region(f.loss_address, f.loss_lat, f.loss_lon)
     data.update(extra)
-    return CaseReported(case_id=case_id, insurer_code=insurer_code, channel=channel, **data)  # type: ignore[arg-type]
+    return CaseReported(case_id=case_id, insurer_code=insurer_code, channel=channel, **data)
 
 
 async def report_case(

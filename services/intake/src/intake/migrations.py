@@ -156,5 +156,11 @@ MIGRATIONS = [
         );
         CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_id, attempt);
         """,
-    )
+    ),
+    Migration(
+        "intake",
+        2,
+        "cases_report_no_index",
+        "CREATE INDEX cases_report_no ON cases (insurer_code, report_no);",
+    ),
 ]
