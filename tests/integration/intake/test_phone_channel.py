@@ -97,6 +97,9 @@ async def test_phone_report_consultation_and_handover(start_service) -> None:  #
         assert (ho.from_owner, ho.to_owner, ho.reason) == ("A001", "S001", "涉及人伤争议,移交主管")
         case = (await c.get(f"/v1/cases/{cid}", headers=bearer(lead))).json()
         assert case["first_contact_owner"] == "S001"
+        mine = (await c.get("/v1/cases?owner=S001", headers=bearer(lead))).json()["items"]
+        assert [i["case_id"] for i in mine] == [cid]
+        assert (await c.get("/v1/cases?owner=A001", headers=bearer(lead))).json()["items"] == []
         # the former owner can no longer hand it over; a team lead can
         r = await c.post(
             f"/v1/cases/{cid}/handover",
@@ -161,6 +164,11 @@ async def test_phone_report_consultation_and_handover(start_service) -> None:  #
             "owner"
         ] == "T001"
         assert isinstance((await _events(svc, f"consultation-{qid}"))[-1], OwnershipHandedOver)
+        open_items = (
+            await c.get("/v1/consultations?owner=T001&resolved=false", headers=bearer(lead))
+        ).json()
+        assert [q["consultation_id"] for q in open_items] == [qid]
+        assert len((await c.get("/v1/consultations", headers=bearer(lead))).json()) == 2
 
 
 async def test_duplicates_are_linked_and_discrepancies_registered(start_service) -> None:  # type: ignore[no-untyped-def]

@@ -178,6 +178,31 @@ def endpoints() -> list[Endpoint]:
             only(201, {"admin"}),
         ),
         Endpoint(
+            "GET /v1/consultations",
+            lambda c, w: ("GET", "/v1/consultations", None),
+            only(200, STAFF | {"admin"}),
+        ),
+        Endpoint(
+            "GET /v1/webhooks",
+            lambda c, w: ("GET", "/v1/webhooks", None),
+            only(200, {"insurer"}),
+        ),
+        Endpoint(
+            "POST /v1/discrepancies/{unknown}/resolve",
+            lambda c, w: ("POST", "/v1/discrepancies/dis_unknown/resolve", {"note": "核对完毕"}),
+            only(404, {"supervisor", "manager", "admin"}),
+        ),
+        Endpoint(
+            "POST /v1/admin/insurers/ZZTEST/keys/rotate",
+            lambda c, w: ("POST", "/v1/admin/insurers/ZZTEST/keys/rotate", None),
+            only(200, {"admin"}),
+        ),
+        Endpoint(
+            "GET /v1/admin/staff",
+            lambda c, w: ("GET", "/v1/admin/staff", None),
+            only(200, {"admin"}),
+        ),
+        Endpoint(
             "GET /v1/admin/insurers",
             lambda c, w: ("GET", "/v1/admin/insurers", None),
             only(200, {"admin"}),
@@ -192,6 +217,7 @@ async def test_tenancy_matrix(start_service) -> None:  # type: ignore[no-untyped
         for n, role in enumerate(ROLES):
             callers.append(Caller(role, bearer(await add_staff(c, f"R{n:03d}", role))))
         await add_staff(c, "S001", "supervisor")
+        await add_insurer(c, "ZZTEST")
         callers += [Caller("admin", ADMIN), Caller("anonymous", {})]
         picc = callers[0].headers
         world: dict[str, Any] = {"fresh": {}}

@@ -184,6 +184,10 @@ async def list_cases(
     report_no: Annotated[
         str | None, Query(max_length=40, pattern=ID, description=d("report number", "报案号"))
     ] = None,
+    owner: Annotated[
+        str | None,
+        Query(max_length=20, pattern=ID, description=d("first-contact owner", "首问责任人工号")),
+    ] = None,
     from_: Annotated[
         datetime | None, Query(alias="from", description="reported at or after")
     ] = None,
@@ -208,6 +212,7 @@ async def list_cases(
         status=status,
         plate=normalise_plate(plate) if plate else None,
         report_no=report_no,
+        owner=owner,
         from_=from_,
         to=to,
         cursor=cursor,
@@ -316,6 +321,23 @@ async def post_phone_report(
 )
 async def post_consultation(body: ConsultationIn, who: Desk, request: Request) -> dict[str, Any]:
     return await handlers.log_consultation(rt(request), who, body)
+
+
+@phone.get(
+    "/consultations",
+    response_model=list[ConsultationOut],
+    summary="Consultations, e.g. one owner's open follow-ups / 咨询记录列表",
+    description="Newest first; filter by current owner and whether it was resolved.",
+    responses=AUTH,
+)
+async def list_consultations(
+    who: Annotated[Principal, Depends(allow("admin", *STAFF))],
+    request: Request,
+    owner: Annotated[str | None, Query(max_length=20, pattern=ID)] = None,
+    resolved: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[dict[str, Any]]:
+    return await handlers.list_consultations(rt(request), owner, resolved, limit)
 
 
 @phone.get(

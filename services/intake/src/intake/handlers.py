@@ -180,6 +180,7 @@ async def list_cases(
     status: str | None,
     plate: str | None,
     report_no: str | None,
+    owner: str | None = None,
     from_: datetime | None,
     to: datetime | None,
     cursor: str | None,
@@ -199,6 +200,8 @@ async def list_cases(
         add("plate = {}", plate)
     if report_no:
         add("report_no = {}", report_no)
+    if owner:
+        add("owner = {}", owner)
     if from_:
         add("reported_at >= {}", from_)
     if to:
@@ -675,6 +678,20 @@ async def get_consultation(rt: Runtime, cid: str) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"no consultation {cid}")
     return {**row["data"], "owner": row["owner"], "logged_at": row["logged_at"]}
+
+
+async def list_consultations(
+    rt: Runtime, owner: str | None, resolved: bool | None, limit: int
+) -> list[dict[str, Any]]:
+    rows = await rt.pool.fetch(
+        "SELECT * FROM consultations WHERE ($1::text IS NULL OR owner = $1) "
+        "AND ($2::boolean IS NULL OR (data->>'resolved')::boolean = $2) "
+        "ORDER BY logged_at DESC, consultation_id LIMIT $3",
+        owner,
+        resolved,
+        limit,
+    )
+    return [{**r["data"], "owner": r["owner"], "logged_at": r["logged_at"]} for r in rows]
 
 
 async def hand_over_consultation(
