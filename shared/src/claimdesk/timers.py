@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ from claimdesk.telemetry import current_trace_context, extract_context, tracer
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 20
+OPEN_GAUGE_EVERY_S = 5.0
 TRACE_KEY = "_trace"
 
 
@@ -87,6 +89,7 @@ class TimerScheduler:
         self.batch_size = batch_size
         self.fired = 0
         self.running = False
+        self._gauge_at = 0.0
 
     async def run(self) -> None:
         self.running = True
@@ -105,14 +108,18 @@ class TimerScheduler:
             self.running = False
 
     async def _sleep_for(self) -> float:
+        # min(due_at) is one index probe; count(*) scans every open timer (ms per 10k), so the
+        # gauge is refreshed at most once per OPEN_GAUGE_EVERY_S, not on every pass.
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT min(due_at) AS next, count(*) AS open FROM timers WHERE fired_at IS NULL"
-            )
-        OPEN_TIMERS.labels(self.service).set(row["open"] if row else 0)
-        if row is None or row["next"] is None:
+            nxt = await conn.fetchval("SELECT min(due_at) FROM timers WHERE fired_at IS NULL")
+            if time.monotonic() >= self._gauge_at:
+                self._gauge_at = time.monotonic() + OPEN_GAUGE_EVERY_S
+                OPEN_TIMERS.labels(self.service).set(
+                    await conn.fetchval("SELECT count(*) FROM timers WHERE fired_at IS NULL")
+                )
+        if nxt is None:
             return self.poll_s
-        wait = (row["next"] - self.clock.now()).total_seconds()
+        wait = (nxt - self.clock.now()).total_seconds()
         return float(min(max(wait, 0.005), self.poll_s))
 
     async def fire_due(self) -> int:
