@@ -211,6 +211,15 @@ async def stored_latency(
         lateness = [
             (r["recorded_at"] - datetime.fromisoformat(r["due_at"])).total_seconds() for r in rows
         ]
+        if os.environ.get("BENCH_DEBUG"):
+            buckets: dict[int, list[float]] = {}
+            for r, late in zip(rows, lateness, strict=True):
+                offset = (datetime.fromisoformat(r["due_at"]) - VIRTUAL_BASE).total_seconds()
+                buckets.setdefault(int(offset // 2), []).append(late)
+            for b, values in sorted(buckets.items()):
+                print(
+                    f"due {b * 2:>3}-{b * 2 + 2:<3}s n={len(values):>4} p50={pct(values, 50):.3f} max={max(values):.3f}"
+                )
         missing = n - len({r["stream_id"] for r in rows})
         lateness += [float("inf")] * missing
         return lateness, setup_s, pending
