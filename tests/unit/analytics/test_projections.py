@@ -210,3 +210,48 @@ def test_case_state_as_of_history() -> None:
     assert (s["status"], s["surveyor_id"]) == ("queued", None)
     cancelled = [*items, {"type": "CaseCancelled", "occurred_at": T0, "payload": {}}]
     assert case_state("C1", cancelled)["status"] == "cancelled"
+
+
+def test_complaint_deadline_follows_the_service_clocks() -> None:
+    base = {"complaint_id": "Q", "case_id": "C1"}
+    due1, due2 = T0 + timedelta(hours=2), T0 + timedelta(hours=8)
+    steps: list[tuple[Event, datetime]] = [
+        (ce.ComplaintReceived(**base, category="delay", severity="low", channel="phone",
+                              caller_name="n", caller_phone="p", matter="m", owner="A"), T0),
+        (ce.ComplaintClockStarted(**base, clock="first_response", policy_name="p",
+                                  policy_version=1, budget_s=7200, started_at=T0, due_at=due1), T0),
+        (ce.ComplaintClockStarted(**base, clock="resolution", policy_name="p",
+                                  policy_version=1, budget_s=28800, started_at=T0, due_at=due2), T0),
+    ]  # fmt: skip
+    row = None
+    for e, at in steps:
+        row = fold_complaint(row, env(e, at), CFG)
+    assert row is not None and row["answer_due_at"] == due1  # the nearest running clock
+    row = fold_complaint(
+        row,
+        env(ce.ComplaintClockStopped(**base, clock="first_response", met=True, consumed_s=60)),
+        CFG,
+    )
+    assert row["answer_due_at"] == due2
+    row = fold_complaint(
+        row, env(ce.ComplaintClockBreached(**base, clock="resolution", due_at=due2)), CFG
+    )
+    resolved = ce.ComplaintResolved(**base, outcome="o", feedback_to_customer="f", resolved_by="T")
+    row = fold_complaint(row, env(resolved, due2 + timedelta(hours=1)), CFG)
+    assert row["resolved_on_time"] is False and row["breaches"] == 1
+    row = fold_complaint(row, env(ce.ComplaintReopened(**base, reason="r", reopened_by="M")), CFG)
+    assert row["resolved_at"] is None and row["reopened"] == 1
+
+
+def test_raw_payload_fast_path_folds_like_typed_events() -> None:
+    from analytics.codec import decode_fast
+
+    due = T0 + timedelta(minutes=5)
+    e = de.SurveyorAssigned(
+        job_id="J", case_id="C1", surveyor_id="S1", policy_version="v", reason="r", ack_due_at=due
+    )
+    typed = env(e)
+    fast = decode_fast(typed.model_dump_json().encode())
+    assert fast.event_id == typed.event_id and fast.occurred_at == typed.occurred_at
+    assert fold_job(None, fast, CFG) == fold_job(None, typed, CFG)
+    assert fold_job(None, fast, CFG)[0]["ack_due_at"] == due

@@ -111,7 +111,7 @@ async def snapshot(runtime: Runtime) -> dict[str, Any]:
         unacked = await conn.fetch(
             """SELECT job_id, case_id, surveyor_id, assigned_at, ack_due_at FROM jobs
                WHERE surveyor_id IS NOT NULL AND NOT coalesce(current_acked, false)
-                 AND arrived_at IS NULL AND closed_at IS NULL
+                 AND arrived_at IS NULL AND closed_at IS NULL AND cancelled_at IS NULL
                  AND assigned_at > $1::timestamptz - interval '3 days'
                ORDER BY ack_due_at NULLS LAST LIMIT 20""",
             now,
@@ -121,7 +121,7 @@ async def snapshot(runtime: Runtime) -> dict[str, Any]:
                       (SELECT max(level) FROM complaint_escalations e
                        WHERE e.complaint_id = c.complaint_id) AS level
                FROM complaints c
-               WHERE resolved_at IS NULL AND received_at IS NOT NULL
+               WHERE resolved_at IS NULL AND closed_at IS NULL AND received_at IS NOT NULL
                  AND coalesce(valid, true) AND answer_due_at < $1::timestamptz + interval '2 hours'
                ORDER BY answer_due_at LIMIT 20""",
             now,

@@ -8,6 +8,7 @@ value could be set twice the rule is explicit (earliest time wins, counters add 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -133,6 +134,8 @@ def fold_case(row: Row | None, env: Envelope, cfg: FoldConfig) -> Row:
 # -- jobs and surveyors (dispatch) ----------------------------------------------------------
 
 JOB_EVENTS = {
+    "JobOpened",
+    "JobCancelled",
     "SurveyorAssigned",
     "JobQueuedForDispatcher",
     "JobAcknowledged",
@@ -171,6 +174,11 @@ def fold_job(row: Row | None, env: Envelope, cfg: FoldConfig) -> tuple[Row, list
         if t == "SurveyorReassigned":
             out["reassignments"] += 1
         deltas.append((sid, "assigned", 1))
+    elif t == "JobOpened":
+        out["opened_at"] = _min(out.get("opened_at"), at)
+        out["insurer_code"] = out.get("insurer_code") or p.get("insurer_code")
+    elif t == "JobCancelled":
+        out["cancelled_at"] = _min(out.get("cancelled_at"), at)
     elif t == "JobQueuedForDispatcher":
         out["queued_at"] = _min(out.get("queued_at"), at)
     elif t == "JobAcknowledged":
@@ -229,16 +237,34 @@ COMPLAINT_EVENTS = {
     "ComplaintAssigned",
     "ComplaintResolved",
     "CustomerFeedbackRecorded",
+    "ComplaintClockStarted",
+    "ComplaintDeadlineExtended",
+    "ComplaintClockStopped",
+    "ComplaintClockPaused",
+    "ComplaintClockResumed",
+    "ComplaintClockBreached",
+    "ComplaintReopened",
+    "ComplaintClosed",
 }
-CALLBACK_EVENTS = {"CallbackScheduled", "CallbackCompleted", "CallbackFailed"}
+CALLBACK_EVENTS = {
+    "CallbackScheduled",
+    "CallbackCompleted",
+    "CallbackFailed",
+    "CallbackAttemptFailed",
+}
 DISCREPANCY_EVENTS = {"DiscrepancyRecorded", "DiscrepancyResolved"}
 
 
 def fold_complaint(row: Row | None, env: Envelope, cfg: FoldConfig) -> Row:
+    """Complaint facts. The answer deadline is the nearest running clock of the complaints
+    service (its SLA policy), else the promised answer time, else receipt + the default."""
     p = _p(env)
     out = dict(row) if row is not None else empty(COMPLAINTS, p["complaint_id"])
+    for k in ("breaches", "reopened"):
+        out[k] = out.get(k) or 0
     if p.get("case_id") and not out.get("case_id"):
         out["case_id"] = p["case_id"]
+    clocks: dict[str, str] = json.loads(out.get("clocks") or "{}")
     at = env.occurred_at
     t = env.event_type
     if t == "ComplaintReceived":
@@ -246,7 +272,9 @@ def fold_complaint(row: Row | None, env: Envelope, cfg: FoldConfig) -> Row:
             out[k] = p.get(k)
         out["received_at"] = at
         out["received_day"] = cfg.day(at)
-        out["answer_due_at"] = _ts(p.get("promised_answer_at")) or at + cfg.default_answer_time
+        if not clocks:
+            promised = _ts(p.get("promised_answer_at"))
+            out["answer_due_at"] = promised or at + cfg.default_answer_time
     elif t == "ComplaintTriaged":
         out["valid"] = p["valid"]
         out["triaged_at"] = _min(out.get("triaged_at"), at)
@@ -254,9 +282,37 @@ def fold_complaint(row: Row | None, env: Envelope, cfg: FoldConfig) -> Row:
         out["assignee"] = p.get("assignee")
     elif t == "ComplaintResolved":
         out["resolved_at"] = _min(out.get("resolved_at"), at)
+        due = out.get("answer_due_at")
+        out["resolved_on_time"] = out["breaches"] == 0 and (due is None or at <= due)
     elif t == "CustomerFeedbackRecorded":
         out["satisfied"] = p.get("satisfied")
+    elif t in ("ComplaintClockStarted", "ComplaintDeadlineExtended"):
+        clocks[p["clock"]] = _iso(p["due_at"])
+    elif t == "ComplaintClockStopped":
+        clocks.pop(p["clock"], None)
+    elif t == "ComplaintClockPaused":
+        for name in p.get("clocks") or []:
+            clocks.pop(name, None)
+    elif t == "ComplaintClockResumed":
+        for item in p.get("clocks") or []:
+            c = item if isinstance(item, dict) else item.__dict__
+            clocks[c["clock"]] = _iso(c["due_at"])
+    elif t == "ComplaintClockBreached":
+        out["breaches"] += 1
+    elif t == "ComplaintReopened":
+        out["resolved_at"], out["resolved_on_time"] = None, None
+        out["reopened"] += 1
+    elif t == "ComplaintClosed":
+        out["closed_at"] = _min(out.get("closed_at"), at)
+    if t.startswith("ComplaintClock") or t == "ComplaintDeadlineExtended":
+        if clocks:
+            out["answer_due_at"] = min(_ts(v) for v in clocks.values())
+        out["clocks"] = json.dumps(clocks, sort_keys=True)
     return out
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def escalation_row(env: Envelope, cfg: FoldConfig) -> Row:
@@ -294,7 +350,9 @@ def fold_callback(row: Row | None, env: Envelope, cfg: FoldConfig) -> Row:
         out["day"] = cfg.day(at) if out.get("scheduled_at") is None else out["day"]
     elif t == "CallbackFailed":
         out["failed_at"] = _min(out.get("failed_at"), at)
-        out["attempts"] = p.get("attempts")
+        out["attempts"] = max(out.get("attempts") or 0, p.get("attempts") or 0)
+    elif t == "CallbackAttemptFailed":
+        out["attempts"] = max(out.get("attempts") or 0, p.get("attempt") or 0)
         out["day"] = cfg.day(at) if out.get("scheduled_at") is None else out["day"]
     return out
 

@@ -242,7 +242,9 @@ async def complaint_stats(
                   count(*) FILTER (WHERE c.valid IS NOT NULL)::int AS triaged,
                   count(*) FILTER (WHERE c.valid)::int AS valid,
                   count(*) FILTER (WHERE c.resolved_at IS NOT NULL)::int AS resolved,
-                  count(*) FILTER (WHERE c.resolved_at <= c.answer_due_at)::int AS resolved_on_time,
+                  count(*) FILTER (WHERE c.resolved_on_time)::int AS resolved_on_time,
+                  count(*) FILTER (WHERE c.breaches > 0)::int AS breached,
+                  count(*) FILTER (WHERE c.reopened > 0)::int AS reopened,
                   coalesce(sum((SELECT sum(n) FROM e WHERE e.complaint_id = c.complaint_id
                                 AND e.level = 1)), 0)::int AS escalations_l1,
                   coalesce(sum((SELECT sum(n) FROM e WHERE e.complaint_id = c.complaint_id

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from claimdesk.db import Migration
 
-PROJECTION_VERSION = 1
+PROJECTION_VERSION = 2
 """Bump when a fold function changes meaning: the service rebuilds every table at start."""
 
 
@@ -144,6 +144,7 @@ JOBS = Table(
         ("case_id", "text"),
         ("insurer_code", "text"),
         ("surveyor_id", "text"),
+        ("opened_at", "timestamptz"),
         ("queued_at", "timestamptz"),
         ("first_assigned_at", "timestamptz"),
         ("assigned_at", "timestamptz"),
@@ -153,6 +154,7 @@ JOBS = Table(
         ("arrived_at", "timestamptz"),
         ("completed_at", "timestamptz"),
         ("closed_at", "timestamptz"),
+        ("cancelled_at", "timestamptz"),
         ("declines", "int"),
         ("timeouts", "int"),
         ("reassignments", "int"),
@@ -218,7 +220,12 @@ COMPLAINTS = Table(
         ("triaged_at", "timestamptz"),
         ("assignee", "text"),
         ("resolved_at", "timestamptz"),
+        ("resolved_on_time", "boolean"),
         ("satisfied", "boolean"),
+        ("clocks", "text"),  # running deadline clocks {name: due_at} (JSON)
+        ("breaches", "int"),
+        ("reopened", "int"),
+        ("closed_at", "timestamptz"),
     ),
     ("complaint_id",),
 )
@@ -288,6 +295,22 @@ ALL_TABLES = (
 )
 BY_NAME = {t.name: t for t in ALL_TABLES}
 
+
+def reset_migration(version: int, name: str) -> Migration:
+    """Tables changed shape: recreate them all from the specs above. A schema that held data
+    is marked for a rebuild from the start of history (projection version 0) at next start."""
+    return Migration(
+        "analytics",
+        version,
+        name,
+        "INSERT INTO analytics_meta (key, value) SELECT 'projection_version', '0' "
+        "WHERE EXISTS (SELECT 1 FROM case_events) "
+        "ON CONFLICT (key) DO UPDATE SET value = '0';\n"
+        + "".join(f"DROP TABLE IF EXISTS {t.name};\n" for t in ALL_TABLES)
+        + "\n".join(t.ddl() for t in ALL_TABLES),
+    )
+
+
 MIGRATIONS = [
     Migration(
         "analytics",
@@ -299,16 +322,6 @@ MIGRATIONS = [
                                      updated_at timestamptz NOT NULL DEFAULT now());
         """,
     ),
-    Migration(
-        "analytics",
-        2,
-        "history_columns_reset",
-        # Tables changed shape: recreate them all; a schema that held data is marked for a
-        # rebuild from the start of history (projection version 0) at the next start.
-        "INSERT INTO analytics_meta (key, value) SELECT 'projection_version', '0' "
-        "WHERE EXISTS (SELECT 1 FROM case_events) "
-        "ON CONFLICT (key) DO UPDATE SET value = '0';\n"
-        + "".join(f"DROP TABLE {t.name};\n" for t in ALL_TABLES)
-        + "\n".join(t.ddl() for t in ALL_TABLES),
-    ),
+    reset_migration(2, "history_columns_reset"),
+    reset_migration(3, "complaint_clocks_and_job_lifecycle"),
 ]
