@@ -98,6 +98,7 @@ def test_every_service_env_is_valid_settings(compose: dict[str, Any]) -> None:
         assert s.kafka_bootstrap == "kafka:9092"
         assert s.kafka_enable_idempotence is True
         assert s.kafka_session_timeout_ms >= 10000
+        assert s.kafka_fetch_max_wait_ms == 500
         assert s.database_url is not None
         assert s.database_url.startswith("postgresql://")
         assert "@postgres:5432/" in s.database_url

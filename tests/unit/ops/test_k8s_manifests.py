@@ -357,6 +357,7 @@ def test_each_service_gets_valid_settings_that_match_the_infrastructure(
         )
         assert s.kafka_enable_idempotence is True
         assert s.kafka_session_timeout_ms >= 10000
+        assert s.kafka_fetch_max_wait_ms == 500
         assert s.database_url is not None and s.database_url.startswith("postgresql://")
         assert {t["spec"]["partitions"] for t in topics} == {s.kafka_partitions}
         assert {t["spec"]["replicas"] for t in topics} == {s.kafka_replication_factor}
