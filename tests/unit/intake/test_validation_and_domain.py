@@ -31,7 +31,16 @@ def test_mainland_plates_accepted(plate: str) -> None:
 
 @pytest.mark.parametrize(
     "plate",
-    ["AB12345", "沪12345", "沪AI2345", "沪AO2345", "沪A1234", "沪A1234567", "沪AD1234X", "港A12345"],
+    [
+        "AB12345",
+        "沪12345",
+        "沪AI2345",
+        "沪AO2345",
+        "沪A1234",
+        "沪A1234567",
+        "沪AD1234X",
+        "港A12345",
+    ],
 )
 def test_bad_plates_rejected(plate: str) -> None:
     assert plate_error(plate) is not None
