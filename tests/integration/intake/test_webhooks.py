@@ -3,6 +3,7 @@ tenancy, and a dead endpoint never slowing intake."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -124,6 +125,14 @@ async def test_signed_delivery_retried_with_backoff_and_logged(
         assert json.loads(receiver.calls[-1]["body"])["event"] == "case.closed"
         r = await c.delete(f"/v1/webhooks/{hook['webhook_id']}", headers=bearer(picc))
         assert r.status_code == 204
+        assert (await c.get("/v1/webhooks", headers=bearer(picc))).json() == []
+        r = await c.delete(f"/v1/webhooks/{hook['webhook_id']}", headers=bearer(picc))
+        assert r.status_code == 404
+        before = len(receiver.calls)
+        await publish_dispatch(settings, [assigned(cid, "SV099")])  # subscribed type
+        await eventually(lambda: _surveyor_is(c, picc, cid, "SV099"), timeout=15)
+        await asyncio.sleep(0.5)
+        assert len(receiver.calls) == before  # unsubscribed: nothing more arrives
 
 
 async def test_a_dead_endpoint_fails_after_max_attempts_and_never_slows_intake(
@@ -168,3 +177,8 @@ async def test_a_dead_endpoint_fails_after_max_attempts_and_never_slows_intake(
         for d in items:
             assert d["attempts"] == 4 and len(d["log"]) == 4
             assert d["last_status_code"] is None and "Connect" in d["last_error"]
+
+
+async def _surveyor_is(client, key: str, case_id: str, surveyor: str) -> bool:  # type: ignore[no-untyped-def]
+    r = await client.get(f"/v1/cases/{case_id}", headers=bearer(key))
+    return bool(r.json()["surveyor_id"] == surveyor)

@@ -509,7 +509,7 @@ async def get_webhooks(who: Insurer, request: Request) -> list[dict[str, Any]]:
     "/{webhook_id}",
     status_code=204,
     summary="Unsubscribe / 取消订阅",
-    description="Stops new deliveries; the delivery log stays readable to the admin.",
+    description="Stops deliveries: nothing new is queued and pending retries are abandoned (marked failed).",
     responses={**AUTH, 404: err(404, "not_found", "no webhook wh_000000000000")},
 )
 async def delete_webhook(

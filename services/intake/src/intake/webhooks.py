@@ -138,7 +138,7 @@ WHERE d.delivery_id IN (
     SELECT delivery_id FROM webhook_deliveries
     WHERE status = 'pending' AND next_attempt_at <= $1
     ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-  AND w.webhook_id = d.webhook_id
+  AND w.webhook_id = d.webhook_id AND w.deleted_at IS NULL
 RETURNING d.delivery_id, d.event, d.body, d.attempts, w.url, w.secret
 """
 
@@ -267,9 +267,15 @@ async def list_webhooks(rt: Runtime, who: Principal) -> list[dict[str, Any]]:
 async def delete_webhook(rt: Runtime, who: Principal, wid: str) -> None:
     async with rt.pool.acquire() as conn:
         await _own(conn, who, wid)
-        await conn.execute(
-            "UPDATE webhooks SET deleted_at = $2 WHERE webhook_id = $1", wid, rt.clock.now()
-        )
+        async with conn.transaction():
+            await conn.execute(
+                "UPDATE webhooks SET deleted_at = $2 WHERE webhook_id = $1", wid, rt.clock.now()
+            )
+            await conn.execute(
+                "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, "
+                "last_error = 'webhook deleted' WHERE webhook_id = $1 AND status = 'pending'",
+                wid,
+            )
 
 
 async def deliveries(rt: Runtime, who: Principal, wid: str, limit: int) -> list[dict[str, Any]]:
