@@ -57,6 +57,8 @@ async def test_steps_to_closed_with_device_times_and_customer_text(
         r = await svc.client.post(f"/v1/jobs/{jid}/close", headers=h)
         assert r.status_code == 200 and r.json()["status"] == "closed"
         assert r.json()["allowed_steps"] == []
+        load = (await svc.client.get(f"/v1/surveyors/{s['surveyor_id']}", headers=admin)).json()
+        assert (load["open_jobs"], load["assigned_today"]) == (0, 1)  # done, but counted today
         tl = {t["event_type"]: t for t in r.json()["timeline"]}
         ack = tl["JobAcknowledged"]
         assert ack["occurred_at"] == t_ack.isoformat()

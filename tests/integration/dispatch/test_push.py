@@ -153,3 +153,34 @@ async def test_team_webhook_is_signed_and_retried(settings: Settings, start_serv
 async def _webhook_rows(svc, case_id: str, n: int):  # type: ignore[no-untyped-def]
     rows = [r for r in await notified(svc, case_id) if r["channel"] == "webhook"]
     return rows if len(rows) >= n else None
+
+
+class FlakyGateway:
+    """An SMS gateway (the pluggable interface) whose first send fails."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    async def send(self, to: str, text: str) -> str:
+        self.calls.append((to, text))
+        if len(self.calls) == 1:
+            raise ConnectionError("gateway timeout")
+        return "accepted id=42"
+
+
+async def test_a_failed_sms_is_recorded_and_retried(settings: Settings, start_service) -> None:
+    async with start_service(make_definition(DispatchSettings())) as svc:
+        gateway = FlakyGateway()
+        svc.runtime.extras["sms"] = gateway
+        await add_surveyor(svc.client, svc.admin_headers(), phone="13900002222")
+        async with fake_intake(settings) as intake:
+            case_id = await intake.report()
+
+            async def sms_rows() -> list[dict] | None:  # type: ignore[type-arg]
+                rows = [r for r in await notified(svc, case_id) if r["channel"] == "sms"]
+                return rows if len(rows) >= 2 else None
+
+            rows = await eventually(sms_rows, timeout=15)
+        assert [(r["outcome"], r["attempt"]) for r in rows] == [("failed", 1), ("delivered", 2)]
+        assert "gateway timeout" in rows[0]["detail"] and rows[1]["detail"] == "accepted id=42"
+        assert [c[0] for c in gateway.calls] == ["13900002222", "13900002222"]

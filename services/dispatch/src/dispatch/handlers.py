@@ -230,10 +230,15 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
             )
         case SurveyorAssigned() | SurveyorReassigned():
             to = e.surveyor_id if isinstance(e, SurveyorAssigned) else e.to_surveyor_id
-            previous = await conn.fetchval(
-                "SELECT surveyor_id FROM jobs WHERE job_id = $1", e.job_id
+            info = await conn.fetchrow(
+                """SELECT (SELECT surveyor_id FROM jobs WHERE job_id = $1) AS previous, s.team,
+                          EXISTS (SELECT 1 FROM team_webhooks w WHERE w.team = s.team) AS hook
+                   FROM surveyors s WHERE s.surveyor_id = $2""",
+                e.job_id,
+                to,
             )
-            team = await conn.fetchval("SELECT team FROM surveyors WHERE surveyor_id = $1", to)
+            previous = info["previous"] if info else None
+            team = info["team"] if info else None
             assignment = {
                 "attempt": e.attempt,
                 "policy_version": e.policy_version,
@@ -270,7 +275,9 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
             )
             if previous and previous != to:
                 await _feed(rt, conn, previous, e.job_id, "moved", e.attempt)
+                await _recount(rt, conn, previous, now)
             await _feed(rt, conn, to, e.job_id, "assigned", e.attempt)
+            await _recount(rt, conn, to, now)
             await schedule(
                 conn,
                 f"sms:{e.job_id}:{e.attempt}",
@@ -278,7 +285,7 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
                 now,
                 {**payload, "surveyor_id": to, "try": 1},
             )
-            if team and await conn.fetchval("SELECT 1 FROM team_webhooks WHERE team = $1", team):
+            if info and info["hook"]:
                 await schedule(
                     conn,
                     f"webhook:{e.job_id}:{e.attempt}",
@@ -309,6 +316,7 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
             await _cancel_ack(conn, e.job_id, e.attempt)
             if previous:
                 await _feed(rt, conn, previous, e.job_id, "moved", e.attempt)
+                await _recount(rt, conn, previous, now)
         case JobAcknowledged():
             await _status(conn, e.job_id, "acknowledged", now, clear_due=True)
             await _cancel_ack(conn, e.job_id)
@@ -329,6 +337,7 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
         case SurveyCompleted():
             await _status(conn, e.job_id, "survey_completed", now)
             await _feed(rt, conn, e.surveyor_id, e.job_id, "updated", 0)
+            await _recount(rt, conn, e.surveyor_id, now)
         case CaseClosed():
             sid = await conn.fetchval("SELECT surveyor_id FROM jobs WHERE job_id = $1", e.job_id)
             await _status(conn, e.job_id, "closed", now)
@@ -342,6 +351,7 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
             await _cancel_ack(conn, e.job_id)
             if e.surveyor_id:
                 await _feed(rt, conn, e.surveyor_id, e.job_id, "cancelled", 0)
+                await _recount(rt, conn, e.surveyor_id, now)
         case JobDetailsUpdated():
             sets, args = [], [e.job_id, now]
             for k, v in e.changes.items():
@@ -355,6 +365,29 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
                 await _feed(rt, conn, sid, e.job_id, "updated", 0)
         case _:
             pass  # JobNotified, JobDeclined, AssignmentTimedOut: in the stream, no table change
+
+
+async def _recount(
+    rt: Runtime, conn: asyncpg.Connection, surveyor_id: str | None, now: datetime
+) -> None:
+    """Refresh a surveyor's load counters from the jobs and assignments rows (indexed, at most
+    a day's rows for one surveyor), so the roster query never aggregates the whole table and
+    the counters can never drift from the jobs."""
+    if not surveyor_id:
+        return
+    day = local_day_start(now)
+    await conn.execute(
+        """UPDATE surveyors SET
+             open_jobs = (SELECT count(*) FROM jobs
+                          WHERE surveyor_id = $1 AND status = ANY($2::text[])),
+             assigned_today = (SELECT count(*) FROM assignments
+                               WHERE surveyor_id = $1 AND assigned_at >= $3),
+             today_start = $3
+           WHERE surveyor_id = $1""",
+        surveyor_id,
+        OPEN,
+        day,
+    )
 
 
 async def _cancel_ack(conn: asyncpg.Connection, job_id: str, attempt: int | None = None) -> None:
@@ -400,16 +433,10 @@ def local_day_start(now: datetime) -> datetime:
 
 async def load_roster(conn: asyncpg.Connection, now: datetime) -> list[policy.SurveyorView]:
     rows = await conn.fetch(
-        """SELECT s.surveyor_id, s.team, s.skills, s.regions, s.lat, s.lon, s.capacity,
-                  s.available, s.shift_override, s.shifts,
-                  coalesce(o.n, 0) AS open_jobs, coalesce(t.n, 0) AS today
-           FROM surveyors s
-           LEFT JOIN (SELECT surveyor_id, count(*) AS n FROM jobs
-                      WHERE status = ANY($1::text[]) GROUP BY surveyor_id) o USING (surveyor_id)
-           LEFT JOIN (SELECT surveyor_id, count(*) AS n FROM assignments
-                      WHERE assigned_at >= $2 GROUP BY surveyor_id) t USING (surveyor_id)
-           WHERE NOT s.retired""",
-        OPEN,
+        """SELECT surveyor_id, team, skills, regions, lat, lon, capacity, available,
+                  shift_override, shifts, open_jobs,
+                  CASE WHEN today_start = $1 THEN assigned_today ELSE 0 END AS today
+           FROM surveyors WHERE NOT retired""",
         local_day_start(now),
     )
     return [
@@ -425,7 +452,7 @@ async def load_roster(conn: asyncpg.Connection, now: datetime) -> list[policy.Su
             assigned_today=r["today"],
             available=r["available"],
             shift_override=r["shift_override"],
-            shifts=parse_shifts(r["shifts"]),
+            shifts=parse_shifts(r["shifts"]) if r["shifts"] else (),
         )
         for r in rows
     ]
@@ -1012,17 +1039,12 @@ async def surveyors_list(
     include_retired: bool = False,
 ) -> list[dict[str, Any]]:
     rows = await conn.fetch(
-        """SELECT s.*, coalesce(o.n, 0) AS open_jobs, coalesce(t.n, 0) AS assigned_today
+        """SELECT s.*, CASE WHEN s.today_start = $1 THEN s.assigned_today ELSE 0 END AS today
            FROM surveyors s
-           LEFT JOIN (SELECT surveyor_id, count(*) AS n FROM jobs
-                      WHERE status = ANY($1::text[]) GROUP BY surveyor_id) o USING (surveyor_id)
-           LEFT JOIN (SELECT surveyor_id, count(*) AS n FROM assignments
-                      WHERE assigned_at >= $2 GROUP BY surveyor_id) t USING (surveyor_id)
-           WHERE ($3::text IS NULL OR s.surveyor_id = $3)
-             AND ($4::text IS NULL OR s.team = $4)
-             AND ($5 OR NOT s.retired)
+           WHERE ($2::text IS NULL OR s.surveyor_id = $2)
+             AND ($3::text IS NULL OR s.team = $3)
+             AND ($4 OR NOT s.retired)
            ORDER BY s.team, s.surveyor_id""",
-        OPEN,
         local_day_start(now),
         surveyor_id,
         team,
@@ -1060,7 +1082,7 @@ async def surveyors_list(
                 "on_shift": view.on_shift(now) and not r["retired"],
                 "retired": r["retired"],
                 "open_jobs": r["open_jobs"],
-                "assigned_today": r["assigned_today"],
+                "assigned_today": r["today"],
             }
         )
     return out

@@ -94,4 +94,18 @@ MIGRATIONS = [
         );
         """,
     ),
+    Migration(
+        "dispatch",
+        2,
+        "load_counters",
+        """
+        ALTER TABLE surveyors ADD COLUMN open_jobs int NOT NULL DEFAULT 0;
+        ALTER TABLE surveyors ADD COLUMN today_start timestamptz;
+        ALTER TABLE surveyors ADD COLUMN assigned_today int NOT NULL DEFAULT 0;
+        CREATE INDEX assignments_surveyor ON assignments (surveyor_id, assigned_at);
+        UPDATE surveyors s SET open_jobs = (
+            SELECT count(*) FROM jobs j WHERE j.surveyor_id = s.surveyor_id
+              AND j.status IN ('assigned', 'acknowledged', 'en_route', 'arrived'));
+        """,
+    ),
 ]
