@@ -11,6 +11,10 @@ pushes the job (JobOpened, SurveyorAssigned, JobNotified) -> its relay publishes
 intake consumes them (case status), complaints consumes the case, analytics folds all of it.
 Every one of those spans must share the trace id of the intake request and hang from it
 (one root, no orphan), and a second case must be a different trace.
+
+Then the surveyor works the job (ack, en-route, arrived, complete: new requests, so a new
+trace): the completion request in dispatch, SurveyCompleted, the callback complaints
+schedules for it (CallbackScheduled) and the analytics fold are again one connected trace.
 """
 
 from __future__ import annotations
@@ -234,6 +238,7 @@ async def test_one_case_is_one_trace_across_all_services(settings: Settings) -> 
                 headers=ADMIN,
             )
             assert r.status_code == 201, r.text
+            surveyor = {"Authorization": f"Bearer {r.json()['token']}"}
 
             traces: list[tuple[str, str]] = []
             known: set[str] = set()
@@ -268,6 +273,45 @@ async def test_one_case_is_one_trace_across_all_services(settings: Settings) -> 
                 got = sorted({(s.service, s.kind, s.name) for s in receiver.trace(trace_id)})
                 pytest.fail(f"trace {trace_id} of case {case_id} is incomplete: {got}")
 
+            # The surveyor finishes the job: a new request, so a new trace, which must run
+            # through dispatch, complaints (the callback it schedules) and analytics.
+            r = await client.get(
+                f"{urls['dispatch']}/v1/jobs", params={"case_id": case_id}, headers=ADMIN
+            )
+            assert r.status_code == 200 and r.json(), r.text
+            job_id = r.json()[0]["job_id"]
+            for step in ("ack", "en-route", "arrived", "complete"):
+                r = await client.post(
+                    f"{urls['dispatch']}/v1/jobs/{job_id}/{step}", headers=surveyor
+                )
+                assert r.status_code == 200, f"{step}: {r.text}"
+
+            def completion_done() -> list[Span] | None:
+                roots = [
+                    s
+                    for s in receiver.spans
+                    if s.name == "POST /v1/jobs/{job_id}/complete" and not s.parent_id
+                ]
+                if len(roots) != 1:
+                    return None
+                found = receiver.trace(roots[0].trace_id)
+                names = {(s.service, s.name) for s in found}
+                wanted = {
+                    ("dispatch", "publish SurveyCompleted"),
+                    ("complaints", "consume SurveyCompleted"),
+                    ("complaints", "publish CallbackScheduled"),
+                    ("analytics", "consume CallbackScheduled"),
+                }
+                return found if wanted <= names else None
+
+            try:
+                completion = await eventually(completion_done, timeout=30, interval=0.2)
+            except AssertionError:
+                got = sorted(
+                    {(s.service, s.kind, s.name) for s in receiver.spans if "complete" in s.name}
+                )
+                pytest.fail(f"survey completion trace incomplete: {got}")
+
     # Every service the case touched appears, each from its own process.
     assert {s.service for s in spans} == set(SERVICES)
     # One tree: a single root (intake's HTTP server span), every other span's parent is in it.
@@ -298,6 +342,13 @@ async def test_one_case_is_one_trace_across_all_services(settings: Settings) -> 
     assert timer.service == "dispatch" and timer.name.startswith("timer "), timer
     analytics = [s for s in spans if s.service == "analytics" and s.kind == "CONSUMER"]
     assert {by_id[s.parent_id].service for s in analytics} >= {"intake", "dispatch"}
+    # The completion: one tree too, rooted at the surveyor's request in dispatch.
+    ids = {s.span_id for s in completion}
+    roots = [s for s in completion if not s.parent_id]
+    assert [(r.service, r.kind) for r in roots] == [("dispatch", "SERVER")]
+    assert not [s.name for s in completion if s.parent_id and s.parent_id not in ids]
+    assert {"dispatch", "complaints", "analytics"} <= {s.service for s in completion}
+    assert completion[0].trace_id != trace_id
     # The second case is its own trace; no span mixes the two.
     other_case, other_trace = traces[1]
     assert other_trace != trace_id
