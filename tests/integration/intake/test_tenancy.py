@@ -203,6 +203,54 @@ def endpoints() -> list[Endpoint]:
             only(200, {"admin"}),
         ),
         Endpoint(
+            "GET /v1/consultations/{id}",
+            lambda c, w: ("GET", f"/v1/consultations/{w['consultation']}", None),
+            only(200, STAFF | {"admin"}),
+        ),
+        Endpoint(
+            "POST /v1/consultations/{fresh, owned by the agent}/handover",
+            lambda c, w: (
+                "POST",
+                f"/v1/consultations/{w['fresh_q'][c.name]}/handover",
+                {"to_owner": "S001", "reason": "转主管跟进"},
+            ),
+            only(200, {"agent", "team_lead", "supervisor", "manager", "admin"}),
+        ),
+        Endpoint(
+            "DELETE /v1/webhooks/{fresh picc webhook}",
+            lambda c, w: ("DELETE", f"/v1/webhooks/{w['fresh_hook'][c.name]}", None),
+            own_or_404(204, set()),
+        ),
+        Endpoint(
+            "POST /v1/admin/insurers",
+            lambda c, w: (
+                "POST",
+                "/v1/admin/insurers",
+                {"code": f"N{c.name[:3].upper()}{len(c.name)}", "name": "新保险公司"},
+            ),
+            only(201, {"admin"}),
+        ),
+        Endpoint(
+            "POST /v1/admin/insurers/ZZREVOKE/keys/revoke",
+            lambda c, w: ("POST", "/v1/admin/insurers/ZZREVOKE/keys/revoke", None),
+            only(200, {"admin"}),
+        ),
+        Endpoint(
+            "POST /v1/admin/staff/X900/tokens/rotate",
+            lambda c, w: ("POST", "/v1/admin/staff/X900/tokens/rotate", None),
+            only(200, {"admin"}),
+        ),
+        Endpoint(
+            "POST /v1/admin/tokens/{a token of X901}/revoke",
+            lambda c, w: ("POST", f"/v1/admin/tokens/{w['x901_token_id']}/revoke", None),
+            only(200, {"admin"}),
+        ),
+        Endpoint(
+            "POST /v1/admin/staff/X902/revoke",
+            lambda c, w: ("POST", "/v1/admin/staff/X902/revoke", None),
+            only(200, {"admin"}),
+        ),
+        Endpoint(
             "GET /v1/admin/insurers",
             lambda c, w: ("GET", "/v1/admin/insurers", None),
             only(200, {"admin"}),
@@ -218,6 +266,15 @@ async def test_tenancy_matrix(start_service) -> None:  # type: ignore[no-untyped
             callers.append(Caller(role, bearer(await add_staff(c, f"R{n:03d}", role))))
         await add_staff(c, "S001", "supervisor")
         await add_insurer(c, "ZZTEST")
+        await add_insurer(c, "ZZREVOKE")
+        await add_staff(c, "X900", "agent")
+        await add_staff(c, "X902", "agent")
+        x901 = await c.post(
+            "/v1/admin/staff",
+            json={"number": "X901", "name": "临时", "role": "agent"},
+            headers=ADMIN,
+        )
+        agent = next(x for x in callers if x.name == "agent")
         callers += [Caller("admin", ADMIN), Caller("anonymous", {})]
         picc = callers[0].headers
         world: dict[str, Any] = {"fresh": {}}
@@ -228,6 +285,27 @@ async def test_tenancy_matrix(start_service) -> None:  # type: ignore[no-untyped
             for suffix in ("", ":h"):
                 r = await c.post("/v1/cases", json=case_body(), headers=picc)
                 world["fresh"][caller.name + suffix] = r.json()["case_id"]
+        world["x901_token_id"] = x901.json()["token_id"]
+        q = {
+            "caller_name": "李娜",
+            "caller_phone": "13900001111",
+            "topic": "理赔流程",
+            "answer": "已告知流程",
+            "resolved": True,
+        }
+        world["consultation"] = (
+            await c.post("/v1/consultations", json=q, headers=agent.headers)
+        ).json()["consultation_id"]
+        world["fresh_q"], world["fresh_hook"] = {}, {}
+        for caller in callers:
+            r = await c.post("/v1/consultations", json=q, headers=agent.headers)
+            world["fresh_q"][caller.name] = r.json()["consultation_id"]
+            r = await c.post(
+                "/v1/webhooks",
+                json={"url": "http://127.0.0.1:9/y", "events": ["case.closed"]},
+                headers=picc,
+            )
+            world["fresh_hook"][caller.name] = r.json()["webhook_id"]
         hook = await c.post(
             "/v1/webhooks",
             json={"url": "http://127.0.0.1:9/x", "events": ["case.assigned"]},
