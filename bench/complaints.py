@@ -350,6 +350,7 @@ async def main(quick: bool = False) -> str:
     url = external_pg or (pg.start() if pg else "")
     broker = TansuBroker(free_port())
     bootstrap = broker.start()
+    load_before = os.getloadavg()[0]
     try:
         base = await baseline_latency(n, window_s)
         ours, setup_s, pending = await stored_latency(url, bootstrap, n, window_s)
@@ -358,6 +359,7 @@ async def main(quick: bool = False) -> str:
         broker.stop()
         if pg is not None:
             pg.stop()
+    load_after = os.getloadavg()[0]
     p50, p99, worst = pct(ours, 50), pct(ours, 99), max(ours)
     b50, b99 = pct(base, 50), pct(base, 99)
     within = sum(1 for x in ours if x <= 1.0) / len(ours)
@@ -372,7 +374,8 @@ async def main(quick: bool = False) -> str:
         [
             f"Command: `.venv/bin/python -m bench complaints{mode}` (embedded PostgreSQL, Tansu "
             f"broker; {n:,} first-response clocks due evenly over {window_s:g} s with {pending:,} "
-            f"timers pending at the start; filing them took {setup_s:.1f} s).",
+            f"timers pending at the start; filing them took {setup_s:.1f} s; 1-min load average "
+            f"{load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} cores).",
             "",
             "| measurement | ClaimDesk | baseline (same run) | ratio | goal |",
             "|---|---|---|---|---|",

@@ -268,13 +268,13 @@ async def test_consultation_follow_ups_from_intake_join_the_worklist(
         due = clk.now() + timedelta(hours=4)
         logged = ConsultationLogged(
             consultation_id="Q-1",
-            agent="A005",
+            agent="A004",
             caller_name="赵先生",
             caller_phone="13700137000",
             topic="玻璃单独破碎是否赔付",
             answer="需核实保单条款后回电",
             resolved=False,
-            follow_up_owner="A005",
+            follow_up_owner="S005",
             follow_up_due=due,
         )
         await intake.emit("consultation-Q-1", logged)
@@ -284,24 +284,27 @@ async def test_consultation_follow_ups_from_intake_join_the_worklist(
             out: list[dict[str, Any]] = r.json()["items"]
             return out
 
-        got = await eventually(lambda: items("A005"), timeout=15)
-        assert got[0]["item_type"] == "consultation"
+        # the first-contact agent owns it; the named follow-up owner is responsible for it
+        got = await eventually(lambda: items("A004"), timeout=15)
+        assert [(i["item_type"], i["relation"]) for i in got] == [("consultation", "owner")]
         assert datetime.fromisoformat(got[0]["due_at"]) == due
+        assert [(i["item_id"], i["relation"]) for i in await items("S005")] == [("Q-1", "assignee")]
         handed = OwnershipHandedOver(
             subject_type="consultation",
             subject_id="Q-1",
-            from_owner="A005",
+            from_owner="A004",
             to_owner="A006",
             reason="交班",
         )
         await intake.emit("consultation-Q-1", handed)
         await eventually(lambda: items("A006"), timeout=10)
-        assert await items("A005") == []
+        assert await items("A004") == []
+        assert [i["item_id"] for i in await items("S005")] == ["Q-1"]
         answered = logged.model_copy(update={"resolved": True, "answer": "可以赔付"})
         await intake.emit("consultation-Q-1", answered)
 
         async def gone() -> bool:
-            return await items("A006") == []
+            return await items("A006") == [] and await items("S005") == []
 
         await eventually(gone, timeout=10)
 

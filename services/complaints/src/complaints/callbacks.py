@@ -171,24 +171,18 @@ async def on_intake_event(ctx: Ctx, conn: asyncpg.Connection, env: Envelope) -> 
     elif isinstance(e, ConsultationLogged):
         await _consultation(conn, e, ctx.now)
     elif isinstance(e, OwnershipHandedOver) and e.subject_type == "consultation":
-        updated = await conn.fetchval(
-            "UPDATE consultations SET owner = $2 WHERE consultation_id = $1 AND status = 'open' "
-            "RETURNING consultation_id",
+        await conn.execute(
+            "UPDATE consultations SET owner = $2 WHERE consultation_id = $1",
             e.subject_id,
             e.to_owner,
         )
-        if updated:
-            await conn.execute(
-                "UPDATE work_items SET holder = $2, updated_at = $3 "
-                "WHERE item_type = 'consultation' AND item_id = $1",
-                e.subject_id,
-                e.to_owner,
-                ctx.now,
-            )
+        await _consultation_items(conn, e.subject_id, ctx.now)
 
 
 async def _consultation(conn: asyncpg.Connection, e: ConsultationLogged, now: datetime) -> None:
-    if e.resolved or not (e.follow_up_owner or e.agent):
+    """An unresolved consultation: its first-contact owner (the agent, until a handover in
+    intake) and its named follow-up owner both see it until it is logged as resolved."""
+    if e.resolved:
         await conn.execute(
             "UPDATE consultations SET status = 'answered' WHERE consultation_id = $1",
             e.consultation_id,
@@ -198,35 +192,54 @@ async def _consultation(conn: asyncpg.Connection, e: ConsultationLogged, now: da
             e.consultation_id,
         )
         return
-    owner = e.follow_up_owner or e.agent  # first contact owns it until answered
+    owner = await conn.fetchval(
+        "SELECT owner FROM consultations WHERE consultation_id = $1", e.consultation_id
+    )
     await conn.execute(
-        """INSERT INTO consultations (consultation_id, case_id, owner, topic, caller_name,
-               caller_phone, due_at, status) VALUES ($1,$2,$3,$4,$5,$6,$7,'open')
-           ON CONFLICT (consultation_id) DO UPDATE SET owner = $3, topic = $4, due_at = $7,
-               status = 'open'""",
+        """INSERT INTO consultations (consultation_id, case_id, owner, follow_up_owner, topic,
+               caller_name, caller_phone, due_at, status) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'open')
+           ON CONFLICT (consultation_id) DO UPDATE SET follow_up_owner = $4, topic = $5,
+               due_at = $8, status = 'open'""",
         e.consultation_id,
         e.case_id,
-        owner,
+        owner or e.agent,
+        e.follow_up_owner,
         e.topic,
         e.caller_name,
         e.caller_phone,
         e.follow_up_due,
     )
-    await conn.execute(
-        "DELETE FROM work_items WHERE item_type = 'consultation' AND item_id = $1",
-        e.consultation_id,
+    await _consultation_items(conn, e.consultation_id, now)
+
+
+async def _consultation_items(
+    conn: asyncpg.Connection, consultation_id: str, now: datetime
+) -> None:
+    row = await conn.fetchrow(
+        "SELECT * FROM consultations WHERE consultation_id = $1", consultation_id
     )
     await conn.execute(
-        """INSERT INTO work_items (item_type, item_id, holder, relation, case_id, title, due_at,
-               status, link, updated_at)
-           VALUES ('consultation', $1, $2, 'owner', $3, $4, $5, 'open', NULL, $6)""",
-        e.consultation_id,
-        owner,
-        e.case_id,
-        f"Consultation follow-up: {e.topic[:60]} ({e.caller_name} {e.caller_phone})",
-        e.follow_up_due,
-        now,
+        "DELETE FROM work_items WHERE item_type = 'consultation' AND item_id = $1", consultation_id
     )
+    if row is None or row["status"] != "open":
+        return
+    holders = [(row["owner"], "owner")]
+    if row["follow_up_owner"] and row["follow_up_owner"] != row["owner"]:
+        holders.append((row["follow_up_owner"], "assignee"))
+    for holder, relation in holders:
+        await conn.execute(
+            """INSERT INTO work_items (item_type, item_id, holder, relation, case_id, title,
+                   due_at, status, link, updated_at)
+               VALUES ('consultation', $1, $2, $3, $4, $5, $6, 'open', NULL, $7)""",
+            consultation_id,
+            holder,
+            relation,
+            row["case_id"],
+            f"Consultation follow-up: {row['topic'][:60]} "
+            f"({row['caller_name']} {row['caller_phone']})",
+            row["due_at"],
+            now,
+        )
 
 
 # -- callback commands --------------------------------------------------------------------------

@@ -89,9 +89,6 @@ def next_due(s: Complaint) -> datetime | None:
 
 async def project(conn: asyncpg.Connection, s: Complaint, now: datetime) -> None:
     due = next_due(s)
-    received = await conn.fetchval(
-        "SELECT received_at FROM complaints WHERE complaint_id = $1", s.complaint_id
-    )
     await conn.execute(
         """INSERT INTO complaints (complaint_id, case_id, status, owner, assignee, category,
                severity, channel, level, next_due_at, callback_id, received_at, updated_at)
@@ -110,7 +107,7 @@ async def project(conn: asyncpg.Connection, s: Complaint, now: datetime) -> None
         s.level,
         due,
         s.callback_id,
-        received or now,
+        now,  # received_at: set on insert only
     )
     await conn.execute(
         "DELETE FROM work_items WHERE complaint_id = $1 AND item_type IN ('complaint', 'improvement')",

@@ -101,4 +101,10 @@ MIGRATIONS = [
         CREATE INDEX form_submissions_client ON form_submissions (client, at);
         """,
     ),
+    Migration(
+        "complaints",
+        2,
+        "consultation_follow_up_owner",
+        "ALTER TABLE consultations ADD COLUMN follow_up_owner text",
+    ),
 ]
