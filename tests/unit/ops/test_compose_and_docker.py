@@ -252,6 +252,9 @@ def test_dockerfile_final_images_are_non_root_and_healthchecked() -> None:
         env = " ".join(a for i, a in steps if i == "ENV")
         assert f"CLAIMDESK_SERVICE={name}" in env
         assert "CLAIMDESK_HOST=0.0.0.0" in env
+        # Safe defaults: a bare `docker run` needs real secrets and seeds no demo data.
+        assert "CLAIMDESK_ENVIRONMENT=prod" in env
+        assert "CLAIMDESK_DEMO=false" in env
         assert "CLAIMDESK_DATA_DIR=/tmp/" in env
         assert "PYTHONDONTWRITEBYTECODE=1" in env
         # The runtime stage starts from slim Python, not from the builder (no uv, no sources).
