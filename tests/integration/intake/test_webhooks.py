@@ -182,3 +182,27 @@ async def test_a_dead_endpoint_fails_after_max_attempts_and_never_slows_intake(
 async def _surveyor_is(client, key: str, case_id: str, surveyor: str) -> bool:  # type: ignore[no-untyped-def]
     r = await client.get(f"/v1/cases/{case_id}", headers=bearer(key))
     return bool(r.json()["surveyor_id"] == surveyor)
+
+
+async def test_private_webhook_urls_refused_when_not_allowed(
+    start_service, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("CLAIMDESK_INTAKE_WEBHOOK_ALLOW_PRIVATE", "false")
+    async with start_service(DEFINITION) as svc:
+        key = await add_insurer(svc.client, "PICC")
+        for url in (
+            "http://127.0.0.1:8001/x",
+            "http://169.254.169.254/latest",
+            "http://localhost/",
+        ):
+            r = await svc.client.post(
+                "/v1/webhooks", json={"url": url, "events": ["case.closed"]}, headers=bearer(key)
+            )
+            assert r.status_code == 422, url
+            assert r.json()["fields"][0]["field"] == "url"
+        r = await svc.client.post(
+            "/v1/webhooks",
+            json={"url": "https://claims.example-insurer.cn/hook", "events": ["case.closed"]},
+            headers=bearer(key),
+        )
+        assert r.status_code == 201

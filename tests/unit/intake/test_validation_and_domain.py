@@ -156,3 +156,23 @@ def test_signature_recipe() -> None:
     assert verify("whsec_x", "1700000000", body, sig, now=1700000100)
     assert not verify("whsec_x", "1700000000", body, sig, now=1700001000)  # too old: replay
     assert not verify("whsec_x", "abc", body, sig, now=1700000000)
+
+
+@pytest.mark.parametrize(
+    ("url", "private"),
+    [
+        ("http://127.0.0.1:9/x", True),
+        ("http://localhost/x", True),
+        ("http://10.1.2.3/x", True),
+        ("http://192.168.0.5/x", True),
+        ("http://169.254.169.254/latest", True),
+        ("http://[::1]/x", True),
+        ("http://svc.internal/x", True),
+        ("https://claims.example-insurer.cn/hook", False),
+        ("https://8.8.8.8/hook", False),
+    ],
+)
+def test_private_webhook_hosts(url: str, private: bool) -> None:
+    from intake.webhooks import private_host
+
+    assert private_host(url) is private

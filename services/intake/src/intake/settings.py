@@ -25,3 +25,7 @@ class IntakeSettings(BaseSettings):
     webhook_poll_s: float = Field(0.2, gt=0)
     webhook_concurrency: int = Field(16, ge=1)
     page_size_max: int = Field(200, ge=1)
+    webhook_allow_private: bool | None = Field(
+        None,
+        description="allow webhook URLs on loopback/private addresses (unset: all but in prod)",
+    )

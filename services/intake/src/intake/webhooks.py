@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
 import time
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -30,6 +32,7 @@ from claimdesk.events.dispatch import (
     SurveyorReassigned,
 )
 from claimdesk.service import Runtime
+from fastapi.exceptions import RequestValidationError
 
 from intake.domain import advance_status
 from intake.handlers import isettings
@@ -221,9 +224,34 @@ async def run_worker(rt: Runtime) -> None:
 # -- subscriptions ------------------------------------------------------------------------------
 
 
+def private_host(url: str) -> bool:
+    """Whether the URL names a loopback, private, link-local or unspecified address."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("localhost", "") or host.endswith((".localhost", ".local", ".internal")):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_unspecified
+
+
 async def create_webhook(
     rt: Runtime, who: Principal, url: str, events: list[str]
 ) -> dict[str, Any]:
+    allow = isettings(rt).webhook_allow_private
+    if allow is None:
+        allow = rt.settings.environment != "prod"
+    if not allow and private_host(url):
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", "url"),
+                    "msg": "must be a public address (private and loopback hosts are refused)",
+                    "type": "value_error",
+                }
+            ]
+        )
     wid = f"wh_{secrets.token_hex(6)}"
     secret = f"whsec_{secrets.token_urlsafe(32)}"
     now = rt.clock.now()
