@@ -228,11 +228,18 @@ async def list_cases(
 # -- registering a case ---------------------------------------------------------------------
 
 _INSERT_CASE = """
-INSERT INTO cases (case_id, insurer_code, channel, report_no, plate, loss_time, status, owner,
-                   version, data, reported_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, 'reported', $7, $8, $9, $10, $10)
-ON CONFLICT (insurer_code, report_no) WHERE channel = 'insurer_api' DO NOTHING
-RETURNING case_id
+WITH c AS (
+    INSERT INTO cases (case_id, insurer_code, channel, report_no, plate, loss_time, status,
+                       owner, version, data, reported_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, 'reported', $7, $8, $9, $10, $10)
+    ON CONFLICT (insurer_code, report_no) WHERE channel = 'insurer_api' DO NOTHING
+    RETURNING case_id
+), docs AS (
+    INSERT INTO case_documents (case_id, code, name, position, requested_at)
+    SELECT c.case_id, t.code, t.name, t.ord - 1, $10
+    FROM c, unnest($11::text[], $12::text[]) WITH ORDINALITY AS t(code, name, ord)
+)
+SELECT case_id FROM c
 """
 
 
@@ -371,6 +378,8 @@ async def _register(
             len(events),
             state,
             now,
+            [i["code"] for i in items],
+            [i["name"] for i in items],
         )
         if inserted is None:  # the insurer's report number was registered before
             first = await conn.fetchval(
@@ -388,16 +397,6 @@ async def _register(
                 )
             return await case_view(conn, first), False
         await rt.store.append(conn, f"case-{ev.case_id}", events, 0)
-        if items:
-            await conn.execute(
-                "INSERT INTO case_documents (case_id, code, name, position, requested_at) "
-                "SELECT $1, t.code, t.name, t.ord - 1, $4 "
-                "FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(code, name, ord)",
-                ev.case_id,
-                [i["code"] for i in items],
-                [i["name"] for i in items],
-                now,
-            )
         if dup is not None and dup[0]["insurer_code"] == ev.insurer_code:
             await _record_discrepancies(rt, conn, ev=ev, state=state, other=dup[0], now=now)
             return await case_view(conn, ev.case_id), True
