@@ -11,7 +11,13 @@ from dispatch import handlers
 from dispatch.bootstrap import make_definition
 from dispatch.settings import DispatchSettings
 
-from tests.integration.dispatch.helpers import add_surveyor, fake_intake, job_for_case
+from tests.integration.dispatch.helpers import (
+    SseReader,
+    add_surveyor,
+    bearer,
+    fake_intake,
+    job_for_case,
+)
 from tests.support import case_reported, read_topic
 
 
@@ -101,8 +107,17 @@ async def test_two_runtimes_side_by_side_never_assign_a_case_twice(
             async with rt.pool.acquire() as conn, conn.transaction():
                 return await handlers.on_case_reported(rt, conn, race)
 
-        won = await asyncio.gather(*(attempt(rt) for rt in (a.runtime, b.runtime, a.runtime)))
-        assert sorted(won) == [False, False, True]
+        # a surveyor right at the loss, watching the stream of process B
+        near = await add_surveyor(a.client, admin, name="近", base_lat=31.23, base_lon=121.47)
+        url = f"/v1/surveyors/{near['surveyor_id']}/jobs/stream"
+        async with b.client.stream("GET", url, headers=bearer(near["token"])) as resp:
+            sse = SseReader(resp)
+            assert (await sse.next()).event == "snapshot"
+            won = await asyncio.gather(*(attempt(rt) for rt in (a.runtime, b.runtime, a.runtime)))
+            assert sorted(won) == [False, False, True]
+            # whichever process assigned it, B's stream hears it (LISTEN/NOTIFY after commit)
+            msg = await sse.next_job()
+            assert msg["job"]["case_id"] == "C-race" and msg["kind"] == "assigned"
         for c in [*cases, "C-race"]:
             counts = await _counts(a.runtime.pool, c)
             assert counts.get("JobOpened") == 1 and counts.get("SurveyorAssigned") == 1, (c, counts)
