@@ -108,5 +108,8 @@ async def test_demo_seeds_the_roster_once_and_writes_credentials(
             listed = (await svc.client.get("/v1/surveyors", headers=svc.admin_headers())).json()
             assert len(listed) == 60
             assert len({s["team"] for s in listed}) == 8
+            teams = (await svc.client.get("/v1/teams", headers=svc.admin_headers())).json()
+            assert len(teams) == 8 and sum(t["surveyors"] for t in teams) == 60
+            assert all(t["capacity"] == 3 * t["surveyors"] for t in teams)
     creds = (demo.data_dir / "credentials-dispatch.txt").read_text()
     assert "dispatcher token" in creds and creds.count("surveyor S-DEMO-") == 5

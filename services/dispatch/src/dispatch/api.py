@@ -932,6 +932,45 @@ async def put_prefs(
     return {"insurer_code": insurer_code, **body.model_dump()}
 
 
+@router.get(
+    "/v1/teams",
+    tags=["surveyors"],
+    summary="Survey teams (查勘组) and their load",
+    description="Each team with its active surveyors, how many are on shift and available, "
+    "open jobs against capacity, and whether it has a webhook.",
+    responses=ex(
+        [
+            {
+                "team": "浦东一组",
+                "surveyors": 8,
+                "on_duty": 5,
+                "open_jobs": 6,
+                "capacity": 24,
+                "webhook": True,
+            }
+        ]
+    ),
+)
+async def teams(request: Request, p: Staff) -> list[dict[str, Any]]:
+    rt = rt_of(request)
+    async with rt.pool.acquire() as conn:
+        roster = await handlers.surveyors_list(conn, rt.clock.now())
+        hooks = {r["team"] for r in await conn.fetch("SELECT team FROM team_webhooks")}
+    out: dict[str, dict[str, Any]] = {}
+    for s in roster:
+        t = out.setdefault(
+            s["team"],
+            {"team": s["team"], "surveyors": 0, "on_duty": 0, "open_jobs": 0, "capacity": 0},
+        )
+        t["surveyors"] += 1
+        t["on_duty"] += int(s["on_shift"] and s["available"])
+        t["open_jobs"] += s["open_jobs"]
+        t["capacity"] += s["capacity"]
+    return [
+        {**t, "webhook": t["team"] in hooks} for t in sorted(out.values(), key=lambda t: t["team"])
+    ]
+
+
 @router.put(
     "/v1/teams/{team}/webhook",
     tags=["dispatcher"],
