@@ -118,6 +118,9 @@ async def test_signed_delivery_retried_with_backoff_and_logged(
         assert d["log"][0]["error"] == "HTTP 503"
         r = await c.get(f"/v1/webhooks/{hook['webhook_id']}/deliveries", headers=bearer(cpic))
         assert r.status_code == 404
+        metrics = (await c.get("/metrics")).text
+        assert 'claimdesk_intake_webhook_attempts_total{outcome="delivered"}' in metrics
+        assert 'claimdesk_intake_cases_total{channel="insurer_api",outcome="created"}' in metrics
 
         # closed: delivered once more; unsubscribing stops deliveries
         await publish_dispatch(settings, [step("closed", cid)])

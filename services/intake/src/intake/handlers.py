@@ -37,6 +37,7 @@ from intake.domain import (
     differences,
     evolve,
 )
+from intake.metrics import CASES
 from intake.schemas import CaseFields, CaseIn, ConsultationIn, PhoneReportIn
 from intake.settings import IntakeSettings
 from intake.validation import derive_region
@@ -479,13 +480,15 @@ async def report_case(
     if errs:
         raise invalid(errs)
     ev = _reported(new_case_id(now), who.insurer_code, "insurer_api", body)
-    return await _register(
+    out = await _register(
         rt,
         ev,
         scope=f"insurer:{who.insurer_code}",
         idem_key=idem_key,
         req_hash=request_hash("case", body.model_dump(mode="json")),
     )
+    CASES.labels("insurer_api", "created" if out[1] else "repeat").inc()
+    return out
 
 
 async def report_by_phone(
@@ -519,13 +522,15 @@ async def report_by_phone(
         caller_phone=body.caller_phone,
         callback_promised_at=body.callback_promised_at,
     )
-    return await _register(
+    out = await _register(
         rt,
         ev,
         scope=f"staff:{owner}",
         idem_key=idem_key,
         req_hash=request_hash("phone", body.model_dump(mode="json")),
     )
+    CASES.labels("phone", "created" if out[1] else "repeat").inc()
+    return out
 
 
 # -- changing a case --------------------------------------------------------------------------

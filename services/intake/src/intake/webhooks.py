@@ -36,6 +36,7 @@ from fastapi.exceptions import RequestValidationError
 
 from intake.domain import advance_status
 from intake.handlers import isettings
+from intake.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,9 @@ async def deliver_once(rt: Runtime, client: httpx.AsyncClient, r: asyncpg.Record
             error = f"HTTP {code}"
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
-    ms = int((time.perf_counter() - started) * 1000)
+    elapsed = time.perf_counter() - started
+    WEBHOOK_LATENCY.observe(elapsed)
+    ms = int(elapsed * 1000)
     now = rt.clock.now()
     if error is None:
         status, next_at = "delivered", None
@@ -179,6 +182,7 @@ async def deliver_once(rt: Runtime, client: httpx.AsyncClient, r: asyncpg.Record
     else:
         delay = min(s.webhook_backoff_s * 2 ** (attempt - 1), s.webhook_backoff_max_s)
         status, next_at = "pending", now + timedelta(seconds=delay)
+    WEBHOOK_ATTEMPTS.labels("retry" if status == "pending" else status).inc()
     async with rt.pool.acquire() as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, error, "
