@@ -40,6 +40,13 @@ async def test_demo_seeds_once_writes_credentials_and_streams_cases(
         for case in page:
             assert case["region"] and case["region"].startswith("上海市")
             assert 30.6 < case["loss_lat"] < 31.8 and 120.8 < case["loss_lon"] < 122.0
+
+        async def consultations() -> list:  # type: ignore[type-arg]
+            r = await svc.client.get("/v1/consultations", headers=bearer(creds["M001"]))
+            return list(r.json())
+
+        logged = await eventually(consultations, timeout=15)
+        assert logged[0]["agent"] == "A001"
     async with start_service(DEFINITION, demo) as svc:
         again = _creds(demo)
         assert again == creds  # keys and tokens survive a restart; nothing is duplicated

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
-from intake.demo import demo_data, random_case
+from intake.demo import demo_data, random_case, random_consultation
 from intake.documents import default_checklist, defaults
-from intake.schemas import CaseIn, InsurerIn, StaffIn
+from intake.schemas import CaseIn, ConsultationIn, InsurerIn, StaffIn
 from intake.validation import derive_region
 
 
@@ -47,3 +47,15 @@ def test_every_insurer_and_loss_type_has_a_checklist() -> None:
         "CPIC", "vehicle_own_damage"
     )
     assert set(defaults()) == {"*", "PICC", "PINGAN", "CPIC"}
+
+
+def test_generated_consultations_are_valid() -> None:
+    rnd = random.Random(3)
+    now = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+    seen = set()
+    for _ in range(100):
+        q = ConsultationIn.model_validate(random_consultation(rnd, now))
+        seen.add(q.resolved)
+        if not q.resolved:
+            assert q.follow_up_owner == "S001" and q.follow_up_due and q.follow_up_due > now
+    assert seen == {True, False}

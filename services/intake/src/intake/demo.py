@@ -17,8 +17,8 @@ from claimdesk.service import Runtime
 from fastapi.exceptions import RequestValidationError
 
 from intake import identity
-from intake.handlers import isettings, report_case
-from intake.schemas import CaseIn
+from intake.handlers import isettings, log_consultation, report_case
+from intake.schemas import CaseIn, ConsultationIn
 from intake.validation import PROVINCES
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,23 @@ async def _token_ok(conn: Any, secret: str, token: str) -> bool:
     )
 
 
+def random_consultation(rnd: random.Random, now: Any) -> dict[str, Any]:
+    data = demo_data()
+    q = rnd.choice(data["consultations"])
+    resolved = "核实" not in q["answer"] and rnd.random() < 0.8
+    out: dict[str, Any] = {
+        "caller_name": rnd.choice(data["names"]),
+        "caller_phone": f"1{rnd.choice('35789')}{rnd.randrange(10**9):09d}",
+        "topic": q["topic"],
+        "answer": q["answer"],
+        "resolved": resolved,
+    }
+    if not resolved:
+        out["follow_up_owner"] = "S001"
+        out["follow_up_due"] = (now + timedelta(hours=4)).isoformat()
+    return out
+
+
 def random_case(rnd: random.Random, now: Any, n: int) -> dict[str, Any]:
     data = demo_data()
     place = rnd.choice(data["places"])
@@ -142,6 +159,10 @@ async def case_stream(rt: Runtime) -> None:
         try:
             body = CaseIn.model_validate(random_case(rnd, rt.clock.now(), n))
             await report_case(rt, who, body, None)
+            if n % 3 == 0:  # now and then a caller asks a question (理赔咨询)
+                agent = Principal(subject="demo", role="agent", number="A001", name="王丽")
+                q = ConsultationIn.model_validate(random_consultation(rnd, rt.clock.now()))
+                await log_consultation(rt, agent, q)
         except asyncio.CancelledError:
             raise
         except (DomainError, RequestValidationError, ValueError) as exc:
