@@ -6,18 +6,23 @@ from typing import Any
 
 import pytest
 from claimdesk.testing.plugin import TEST_SECRET, artifact_path, eventually
-from complaints.bootstrap import DEFINITION
+from complaints.bootstrap import DEFINITION, make_definition
+from complaints.settings import ComplaintsSettings
 
 from tests.integration.complaints.helpers import (
     AGENT,
+    case_known,
     clock,
     events_of,
     fast_policy,
     file,
     get,
+    producing,
     put_policy,
+    survey,
     wait_for_events,
 )
+from tests.support import case_reported
 
 pytestmark = pytest.mark.browser
 
@@ -106,3 +111,50 @@ async def test_customer_form_on_a_phone(start_service, page: Any) -> None:  # ty
         v = await eventually(lambda: get(svc.client, complaint_id))
         assert v["channel"] == "web"
         assert v["category"] == "damage"
+
+
+async def test_callback_page_records_tries_and_opens_a_linked_complaint(  # type: ignore[no-untyped-def]
+    start_service, settings, page: Any
+) -> None:
+    cfg = ComplaintsSettings(callback_agents=["A001"], callback_delay_s=60, callback_max_attempts=3)
+    async with (
+        start_service(make_definition(cfg), clock=clock()) as svc,
+        producing(settings, "intake") as intake,
+        producing(settings, "dispatch") as dispatch,
+    ):
+        await intake.emit(
+            "C-8", case_reported("C-8", insured_name="孙女士", insured_phone="13500135000")
+        )
+        await case_known(svc, "C-8")
+        await dispatch.emit("job-8", survey("C-8", job="J8"))
+
+        await page.goto(f"{svc.url}/agent")
+        await page.fill("#token", token_of(AGENT))
+        await page.click("#login-form button")
+        await page.wait_for_selector("li.item[data-item='CB-J8']", timeout=20_000)
+        await page.click("li.item[data-item='CB-J8'] a")
+        await page.wait_for_selector("#attempts")
+        await page.fill("#u-reason", "无人接听")
+        await page.click("#unreached-form button")
+        await page.wait_for_function("document.querySelector('#status').textContent === 'retrying'")
+        assert await page.inner_text("#attempts") == "1"
+        await page.check("#sat-2")
+        await page.check("#rating-1")
+        await page.fill("#reasons", "到场慢，态度冷淡")
+        await page.check("#open-complaint")
+        await page.select_option("#c-category", "delay")
+        await page.click("#answers-form button")
+        await page.wait_for_selector("#complaint-link")
+        assert await page.inner_text("#status") == "completed"
+        await page.screenshot(path=str(artifact_path("complaints-callback.png")), full_page=True)
+        complaint_id = await page.inner_text("#complaint-link")
+        await page.click("#complaint-link")
+        await page.wait_for_selector("tr[data-clock='first_response']")
+        assert await page.inner_text("#owner") == "A001"
+        v = await get(svc.client, complaint_id)
+        assert v["channel"] == "callback"
+        assert v["callback_id"] == "CB-J8"
+        assert v["caller_name"] == "孙女士"
+        assert v["matter"] == "到场慢; 态度冷淡"
+        cb = (await svc.client.get("/v1/callbacks/CB-J8", headers=AGENT)).json()
+        assert (cb["satisfaction"], cb["surveyor_rating"], cb["attempts"]) == (2, 1, 2)

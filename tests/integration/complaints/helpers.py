@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from claimdesk.auth import issue_token
 from claimdesk.clock import ManualClock
+from claimdesk.events.base import Event
+from claimdesk.events.dispatch import SurveyCompleted
+from claimdesk.eventstore import ANY, EventStore
+from claimdesk.kafka import ensure_topics, make_producer
+from claimdesk.outbox import OutboxRelay
+from claimdesk.settings import Settings
 from claimdesk.testing.plugin import TEST_SECRET, eventually
+
+from tests.support import store_in_schema
 
 MONDAY_10_SHANGHAI = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
 
@@ -101,3 +112,46 @@ async def wait_for_events(
 
     result: dict[str, Any] = await eventually(check, timeout=timeout, interval=0.1)
     return result
+
+
+class Producer:
+    """Another service's event store + outbox relay, publishing on its real topic."""
+
+    def __init__(self, store: EventStore, pool: Any) -> None:
+        self.store = store
+        self.pool = pool
+
+    async def emit(self, stream: str, *events: Event) -> None:
+        async with self.pool.acquire() as conn:
+            await self.store.append(conn, stream, list(events), ANY)
+
+
+@asynccontextmanager
+async def producing(settings: Settings, service: str) -> AsyncIterator[Producer]:
+    await ensure_topics(settings)
+    async with store_in_schema(settings, service) as (pool, store):
+        relay = OutboxRelay(
+            pool,
+            lambda: make_producer(settings, f"t-{service}"),
+            topic_for=settings.topic,
+            service=service,
+            lock_key=f"relay:{settings.schema_name(service)}",
+            poll_s=0.01,
+        )
+        task = asyncio.create_task(relay.run())
+        try:
+            yield Producer(store, pool)
+        finally:
+            task.cancel()
+
+
+async def case_known(svc: Any, case_id: str) -> None:
+    async def known() -> bool:
+        async with svc.runtime.pool.acquire() as conn:
+            return bool(await conn.fetchval("SELECT 1 FROM cases WHERE case_id = $1", case_id))
+
+    await eventually(known, timeout=15)
+
+
+def survey(case_id: str, job: str | None = None, surveyor: str = "S017") -> SurveyCompleted:
+    return SurveyCompleted(job_id=job or f"J-{case_id}", case_id=case_id, surveyor_id=surveyor)

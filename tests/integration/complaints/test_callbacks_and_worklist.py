@@ -5,72 +5,31 @@ published by a real OutboxRelay, exactly as those services do."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from claimdesk.events.base import Event
-from claimdesk.events.dispatch import SurveyCompleted
 from claimdesk.events.intake import ConsultationLogged, OwnershipHandedOver
-from claimdesk.eventstore import ANY, EventStore
-from claimdesk.kafka import ensure_topics, make_producer
-from claimdesk.outbox import OutboxRelay
-from claimdesk.settings import Settings
 from claimdesk.testing.plugin import eventually
 from complaints.bootstrap import make_definition
 from complaints.callbacks import sample_point
 from complaints.settings import ComplaintsSettings
 
-from tests.integration.complaints.helpers import AGENT, LEAD, auth, clock, file, get
-from tests.support import case_reported, store_in_schema
+from tests.integration.complaints.helpers import (
+    AGENT,
+    LEAD,
+    auth,
+    case_known,
+    clock,
+    file,
+    get,
+    producing,
+    survey,
+)
+from tests.support import case_reported
 
 CFG = ComplaintsSettings(
     callback_agents=["A001"], callback_delay_s=600, callback_retry_s=300, callback_max_attempts=3
 )
-
-
-class Producer:
-    """Another service's event store + outbox relay, publishing on its real topic."""
-
-    def __init__(self, store: EventStore, pool: Any) -> None:
-        self.store = store
-        self.pool = pool
-
-    async def emit(self, stream: str, *events: Event) -> None:
-        async with self.pool.acquire() as conn:
-            await self.store.append(conn, stream, list(events), ANY)
-
-
-@asynccontextmanager
-async def producing(settings: Settings, service: str) -> AsyncIterator[Producer]:
-    await ensure_topics(settings)
-    async with store_in_schema(settings, service) as (pool, store):
-        relay = OutboxRelay(
-            pool,
-            lambda: make_producer(settings, f"t-{service}"),
-            topic_for=settings.topic,
-            service=service,
-            lock_key=f"relay:{settings.schema_name(service)}",
-            poll_s=0.01,
-        )
-        task = asyncio.create_task(relay.run())
-        try:
-            yield Producer(store, pool)
-        finally:
-            task.cancel()
-
-
-async def case_known(svc: Any, case_id: str) -> None:
-    async def known() -> bool:
-        async with svc.runtime.pool.acquire() as conn:
-            return bool(await conn.fetchval("SELECT 1 FROM cases WHERE case_id = $1", case_id))
-
-    await eventually(known, timeout=15)
-
-
-def survey(case_id: str, job: str | None = None, surveyor: str = "S017") -> SurveyCompleted:
-    return SurveyCompleted(job_id=job or f"J-{case_id}", case_id=case_id, surveyor_id=surveyor)
 
 
 async def callbacks(client: Any, **params: str) -> list[dict[str, Any]]:

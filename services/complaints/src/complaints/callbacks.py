@@ -263,7 +263,7 @@ async def _callback_item(conn: asyncpg.Connection, callback_id: str, now: dateti
             f"Satisfaction callback for case {row['case_id']}{tries}",
             row["due_at"],
             row["status"],
-            f"/v1/callbacks/{callback_id}",
+            f"/agent/callbacks/{callback_id}",
             now,
         )
 

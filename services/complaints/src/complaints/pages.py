@@ -44,6 +44,19 @@ async def complaint_page(
     return FileResponse(STATIC / "complaint.html", media_type="text/html")
 
 
+@router.get(
+    "/agent/callbacks/{callback_id}",
+    response_class=FileResponse,
+    summary="Callback page (回访)",
+    description="Record a callback try: not reached, or the answers, optionally opening a "
+    "linked complaint in the same step.",
+)
+async def callback_page(
+    callback_id: Annotated[str, PathParam(pattern=CASE_ID)],
+) -> FileResponse:
+    return FileResponse(STATIC / "callback.html", media_type="text/html")
+
+
 @router.get("/agent/app.js", include_in_schema=False)
 async def app_js() -> FileResponse:
     return FileResponse(STATIC / "app.js", media_type="text/javascript")
