@@ -101,7 +101,7 @@ def cfg_of(rt: Runtime) -> ComplaintsSettings:
 
 
 def staff_id(p: Principal) -> str:
-    return p.number or p.subject
+    return str(p.number or p.subject)
 
 
 @asynccontextmanager

@@ -565,8 +565,8 @@ def decide_timer(
             or s.level >= len(LADDER)
         ):
             return []
-        due = c.due_at() or c.started_at
-        return [_escalate(s, clock_name, due, "still_breached")]
+        last_due = c.due_at() or c.started_at
+        return [_escalate(s, clock_name, last_due, "still_breached")]
     if c.generation != generation or c.status != "running":
         return []
     due = c.due_at()

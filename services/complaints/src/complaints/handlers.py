@@ -47,7 +47,8 @@ async def load(conn: asyncpg.Connection, store: EventStore, complaint_id: str) -
 
 
 async def history(conn: asyncpg.Connection, store: EventStore, complaint_id: str) -> list[Any]:
-    return await store.read_stream(conn, domain.stream_id(complaint_id))
+    envs: list[Any] = await store.read_stream(conn, domain.stream_id(complaint_id))
+    return envs
 
 
 async def run(

@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from claimdesk.auth import issue_token
+from claimdesk.auth import Role, issue_token
 from claimdesk.service import Runtime
 from fastapi import APIRouter
 from fastapi import Path as PathParam
@@ -66,11 +66,15 @@ async def write_demo_credentials(rt: Runtime) -> None:
     """Demo: a token for agent A001 and one for a supervisor, written for the launcher."""
     now = rt.clock.now()
     lines = ["# complaints service: agent pages at /agent, customer form at /complaint-form"]
-    for role, number, name in (("agent", "A001", "坐席 A001"), ("supervisor", "S001", "主管 S001")):
+    people: tuple[tuple[Role, str, str], ...] = (
+        ("agent", "A001", "坐席 A001"),
+        ("supervisor", "S001", "主管 S001"),
+    )
+    for role, number, name in people:
         token, _ = issue_token(
             rt.settings.secret(),
             subject=number,
-            role=role,  # type: ignore[arg-type]
+            role=role,
             now=now,
             ttl=timedelta(days=30),
             name=name,
