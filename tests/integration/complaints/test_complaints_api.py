@@ -138,6 +138,24 @@ async def test_triage_valid_assigns_a_named_person(start_service) -> None:  # ty
         assert events_of(v, "ComplaintAssigned")[0]["data"]["assignee"] == "T003"
         assert clock_of(v, "first_response")["status"] == "stopped"
         assert clock_of(v, "resolution")["status"] == "running"
+        # another responsible person: the assignee changes, the first-contact owner does not
+        r = await svc.client.post(
+            f"/v1/complaints/{cid}/assignment",
+            json={"assignee": "T005", "reason": "原责任人休假"},
+            headers=AGENT,
+        )
+        assert r.status_code == 200, r.text
+        assert (r.json()["assignee"], r.json()["owner"]) == ("T005", "A001")
+        r = await svc.client.post(
+            f"/v1/complaints/{cid}/assignment",
+            json={"assignee": "T005", "reason": "again"},
+            headers=AGENT,
+        )
+        assert r.status_code == 422
+        work = (await svc.client.get("/v1/worklist?owner=T003", headers=AGENT)).json()["items"]
+        assert work == []
+        work = (await svc.client.get("/v1/worklist?owner=T005", headers=AGENT)).json()["items"]
+        assert [(i["item_id"], i["relation"]) for i in work] == [(cid, "assignee")]
 
 
 async def test_policies_are_versioned_validated_and_chosen(start_service) -> None:  # type: ignore[no-untyped-def]

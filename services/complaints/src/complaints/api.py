@@ -23,6 +23,7 @@ from complaints.handlers import Ctx
 from complaints.models import (
     CASE_ID,
     STAFF_ID,
+    AssignIn,
     AttemptIn,
     ComplaintIn,
     CompleteIn,
@@ -248,6 +249,25 @@ async def triage(
             by=staff_id(p),
             now=ctx.now,
         ),
+    )
+
+
+@router.post(
+    "/v1/complaints/{complaint_id}/assignment",
+    tags=["complaints"],
+    summary="Change the responsible person",
+    description="A valid, open complaint is given to another named person (ComplaintAssigned); "
+    "the first-contact owner does not change (that is a handover).",
+    responses=_ok(COMPLAINT_EXAMPLE),
+)
+async def reassign(
+    complaint_id: ComplaintId, body: AssignIn, request: Request, p: Staff
+) -> dict[str, Any]:
+    return await _command(
+        request,
+        p,
+        complaint_id,
+        lambda s, _ctx: domain.decide_reassign(s, body.assignee, staff_id(p)),
     )
 
 

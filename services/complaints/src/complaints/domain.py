@@ -331,6 +331,21 @@ def decide_triage(
     return out
 
 
+def decide_reassign(s: Complaint, assignee: str, by: str) -> list[Event]:
+    """A valid, open complaint gets another named responsible person."""
+    _require(s)
+    _require_open(s, "reassign")
+    if not s.valid:
+        raise Conflict("only a complaint triaged as valid has a responsible person")
+    if assignee == s.assignee:
+        raise InvalidInput(f"{assignee} is already responsible", field="assignee")
+    return [
+        ComplaintAssigned(
+            complaint_id=s.complaint_id, case_id=s.case_id, assignee=assignee, assigned_by=by
+        )
+    ]
+
+
 def decide_pause(s: Complaint, reason: str, by: str) -> list[Event]:
     _require(s)
     _require_open(s, "wait on the customer")

@@ -78,6 +78,15 @@ class TriageIn(Body):
     )
 
 
+class AssignIn(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"assignee": "T005", "reason": "原责任人休假"}]},
+    )
+    assignee: str = Field(pattern=STAFF_ID, description="new responsible person 新责任人")
+    reason: str = Field(min_length=2, max_length=500, description="why 变更原因")
+
+
 class WaitIn(Body):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"reason": "等待客户提供维修发票"}]}
