@@ -331,3 +331,27 @@ async def test_demo_mode_seeds_policies_and_writes_credentials(start_service, se
             r = await svc.client.get("/v1/worklist", headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == 200
             assert r.json()["owner"] == "A001"
+
+
+async def test_idempotency_key_makes_a_resubmission_safe(start_service) -> None:  # type: ignore[no-untyped-def]
+    async with start_service(DEFINITION, clock=clock()) as svc:
+        c = svc.client
+        headers = {**AGENT, "Idempotency-Key": "call-20260105-0001"}
+        first = await c.post("/v1/complaints", json=complaint_body(), headers=headers)
+        again = await c.post("/v1/complaints", json=complaint_body(), headers=headers)
+        assert (first.status_code, again.status_code) == (201, 200)
+        assert again.json() == first.json()
+        other = await c.post(
+            "/v1/complaints",
+            json=complaint_body(),
+            headers=auth("agent", "A002") | {"Idempotency-Key": "call-20260105-0001"},
+        )
+        assert other.status_code == 201  # keys are per person
+        assert other.json()["complaint_id"] != first.json()["complaint_id"]
+        assert len((await c.get("/v1/complaints", headers=AGENT)).json()["items"]) == 2
+        bad = await c.post(
+            "/v1/complaints",
+            json=complaint_body(),
+            headers={**AGENT, "Idempotency-Key": "no spaces"},
+        )
+        assert bad.status_code == 422

@@ -14,7 +14,7 @@ from claimdesk.context import set_actor
 from claimdesk.errors import Conflict, InvalidInput, NotFound
 from claimdesk.events.complaints import ComplaintReceived
 from claimdesk.service import Runtime
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import ValidationError
 
 from complaints import callbacks, domain, handlers
@@ -141,7 +141,8 @@ def _ok(example: Any, description: str = "OK") -> dict[int | str, dict[str, Any]
     summary="File a complaint (投诉受理)",
     description="An agent records a complaint. The receiving agent becomes its first-contact "
     "owner (首问责任人); the three clocks start from the SLA policy chosen by insurer, category "
-    "and severity; the promised answer time is recorded (default: the resolution due time).",
+    "and severity; the promised answer time is recorded (default: the resolution due time). "
+    "With an `Idempotency-Key` header a repeated submission returns the first complaint (200).",
     responses={
         201: {
             "content": {
@@ -158,20 +159,60 @@ def _ok(example: Any, description: str = "OK") -> dict[int | str, dict[str, Any]
         }
     },
 )
-async def file_complaint(body: ComplaintIn, request: Request, p: Staff) -> dict[str, Any]:
-    complaint_id = handlers.new_complaint_id()
+async def file_complaint(
+    body: ComplaintIn,
+    request: Request,
+    response: Response,
+    p: Staff,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=100,
+            pattern=r"^[A-Za-z0-9_.:-]+$",
+            description="repeat-safe submission: the same key returns the first complaint",
+        ),
+    ] = None,
+) -> dict[str, Any]:
     async with tx(request, p) as (ctx, conn):
+        if idempotency_key:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"{p.actor}|{idempotency_key}"
+            )
+            seen = await conn.fetchval(
+                "SELECT complaint_id FROM idempotency_keys WHERE actor = $1 AND key = $2",
+                p.actor,
+                idempotency_key,
+            )
+            if seen:
+                state = await handlers.load(conn, ctx.store, seen)
+                response.status_code = 200
+                c = state.clocks["resolution"]
+                return _filed(state, f"{c.policy_name}@v{c.policy_version}")
+        complaint_id = handlers.new_complaint_id()
         state, policy = await handlers.receive(
             ctx,
             conn,
             ComplaintReceived(complaint_id=complaint_id, owner=staff_id(p), **body.model_dump()),
         )
+        if idempotency_key:
+            await conn.execute(
+                "INSERT INTO idempotency_keys (actor, key, complaint_id, created_at) "
+                "VALUES ($1, $2, $3, $4)",
+                p.actor,
+                idempotency_key,
+                complaint_id,
+                ctx.now,
+            )
+    return _filed(state, f"{policy.name}@v{policy.version}")
+
+
+def _filed(state: domain.Complaint, policy: str) -> dict[str, Any]:
     return {
-        "complaint_id": complaint_id,
+        "complaint_id": state.complaint_id,
         "owner": state.owner,
         "status": state.status,
         "promised_answer_at": state.promised_answer_at,
-        "policy": f"{policy.name}@v{policy.version}",
+        "policy": policy,
     }
 
 

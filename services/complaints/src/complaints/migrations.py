@@ -107,4 +107,16 @@ MIGRATIONS = [
         "consultation_follow_up_owner",
         "ALTER TABLE consultations ADD COLUMN follow_up_owner text",
     ),
+    Migration(
+        "complaints",
+        3,
+        "idempotency_keys",
+        """CREATE TABLE idempotency_keys (
+               actor text NOT NULL,
+               key text NOT NULL,
+               complaint_id text NOT NULL,
+               created_at timestamptz NOT NULL,
+               PRIMARY KEY (actor, key)
+           )""",
+    ),
 ]
