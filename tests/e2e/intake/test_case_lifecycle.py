@@ -96,13 +96,11 @@ async def test_insurer_case_to_closed_with_signed_webhooks(
         def events() -> list[str]:
             return [json.loads(c["body"])["event"] for c in receiver.calls]
 
-        await eventually(lambda: "case.closed" in events(), timeout=20)
-        assert events() == [
-            "case.assigned",
-            "case.surveyor_arrived",
-            "case.survey_completed",
-            "case.closed",
-        ]
+        await eventually(lambda: len(events()) >= 4, timeout=20)
+        # one delivery per update (concurrent deliveries may arrive in any order)
+        assert sorted(events()) == sorted(
+            ["case.assigned", "case.surveyor_arrived", "case.survey_completed", "case.closed"]
+        )
         for call in receiver.calls:
             h: dict[str, Any] = call["headers"]
             assert verify(
@@ -113,7 +111,9 @@ async def test_insurer_case_to_closed_with_signed_webhooks(
                 now=time.time(),
             )
             assert json.loads(call["body"])["case_id"] == case_id
-        assigned = json.loads(receiver.calls[0]["body"])
+        assigned = next(
+            json.loads(c["body"]) for c in receiver.calls if b"case.assigned" in c["body"]
+        )
         assert assigned["surveyor_id"] == surveyor["surveyor_id"]
         case = (await intake.client.get(f"/v1/cases/{case_id}", headers=bearer(key))).json()
         assert case["surveyor_id"] == surveyor["surveyor_id"]
