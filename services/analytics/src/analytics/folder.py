@@ -32,10 +32,21 @@ def _columns(table: Table, rows: list[Row]) -> list[list[Any]]:
 
 
 class Folder:
-    def __init__(self, cfg: FoldConfig, suffix: str = "", notify: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: FoldConfig,
+        suffix: str = "",
+        notify: str | None = None,
+        *,
+        copy_history: bool = False,
+    ) -> None:
+        """`copy_history` (a rebuild's bulk load): dedupe the history in memory and COPY it,
+        on a connection whose json codec is the built-in one (see rebuild.prepare_connection)."""
         self.cfg = cfg
         self.suffix = suffix
         self.notify = notify
+        self.copy_history = copy_history
+        self._seen: set[Any] = set()
         self._upsert = {t.name: t.upsert_sql(self.t(t)) for t in ALL_TABLES}
         self._history_sql = CASE_EVENTS.insert_sql(self.t(CASE_EVENTS)) + " RETURNING event_id"
         self._escalation_sql = ESCALATIONS.insert_sql(self.t(ESCALATIONS))
@@ -63,6 +74,16 @@ class Folder:
                 unique.append(env)
         if not unique:
             return []
+        if self.copy_history:
+            fresh_envs = [e for e in unique if e.event_id not in self._seen]
+            self._seen.update(e.event_id for e in fresh_envs)
+            cols = CASE_EVENTS.column_names
+            await conn.copy_records_to_table(
+                self.t(CASE_EVENTS),
+                records=[tuple(history_row(e).values()) for e in fresh_envs],
+                columns=cols,
+            )
+            return fresh_envs
         rows = [history_row(e) for e in unique]
         fresh = {
             r["event_id"] for r in await conn.fetch(self._history_sql, *_columns(CASE_EVENTS, rows))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -71,7 +72,8 @@ async def prepare_shadow(conn: asyncpg.Connection) -> None:
     async with conn.transaction():
         for t in ALL_TABLES:
             await conn.execute(f"DROP TABLE IF EXISTS {t.name}{SHADOW}")
-            await conn.execute(t.ddl(f"{t.name}{SHADOW}", indexes=False))
+            # Unlogged while loading (no WAL per row); logged again before the swap.
+            await conn.execute(t.ddl(f"{t.name}{SHADOW}", indexes=False, unlogged=True))
 
 
 async def kafka_events(settings: Settings, total: list[int]) -> AsyncIterator[list[Envelope]]:
@@ -164,9 +166,10 @@ async def _rename_indexes(conn: asyncpg.Connection, table: str) -> None:
 
 async def swap_in(conn: asyncpg.Connection, folder: Folder) -> int:
     """Catch up from the live history, then replace the live tables. Returns events caught up."""
-    for t in ALL_TABLES:  # secondary indexes after the bulk load, before the swap
+    for t in ALL_TABLES:  # secondary indexes after the bulk load, then WAL-logged again
         if t.index_sql():
             await conn.execute(t.index_sql(f"{t.name}{SHADOW}"))
+        await conn.execute(f"ALTER TABLE {t.name}{SHADOW} SET LOGGED")
     async with conn.transaction():
         await conn.execute(f"LOCK TABLE {CASE_EVENTS.name} IN EXCLUSIVE MODE")
         rows = await conn.fetch(
@@ -190,6 +193,47 @@ async def swap_in(conn: asyncpg.Connection, folder: Folder) -> int:
     return caught
 
 
+async def _load_and_swap(
+    conn: asyncpg.Connection,
+    cfg: FoldConfig,
+    settings: Settings,
+    source: str,
+    progress: Progress | None,
+) -> tuple[int, int]:
+    shadow = Folder(cfg, suffix=SHADOW, copy_history=True)
+    total: list[int] = []
+    stream = kafka_events(settings, total) if source == "kafka" else store_events(settings, total)
+    n = 0
+    # Read and decode the next batch while Postgres folds this one.
+    queue: asyncio.Queue[list[Envelope] | None] = asyncio.Queue(maxsize=2)
+
+    async def reader() -> None:
+        async for batch in stream:
+            await queue.put(batch)
+        await queue.put(None)
+
+    read_task = asyncio.create_task(reader())
+    try:
+        while (batch := await queue.get()) is not None:
+            async with conn.transaction():
+                # Shadow tables: a crash loses nothing (they are rebuilt), and the
+                # swap itself commits durably.
+                await conn.execute("SET LOCAL synchronous_commit = off")
+                await shadow.apply(conn, batch)
+            n += len(batch)
+            if progress is not None:
+                progress(len(batch), total[0] if total else None)
+        await read_task
+    finally:
+        if not read_task.done():
+            read_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await read_task
+    # Fold into the same Folder writing the shadow names, then swap the names.
+    caught = await swap_in(conn, shadow)
+    return n, caught
+
+
 async def rebuild(
     pool: asyncpg.Pool,
     settings: Settings,
@@ -211,41 +255,19 @@ async def rebuild(
         try:
             async with pool.acquire() as conn:
                 await prepare_shadow(conn)
-                shadow = Folder(cfg, suffix=SHADOW)
-                total: list[int] = []
-                stream = (
-                    kafka_events(settings, total)
-                    if source == "kafka"
-                    else store_events(settings, total)
-                )
-                n = 0
-                # Read and decode the next batch while Postgres folds this one.
-                queue: asyncio.Queue[list[Envelope] | None] = asyncio.Queue(maxsize=2)
-
-                async def reader() -> None:
-                    async for batch in stream:
-                        await queue.put(batch)
-                    await queue.put(None)
-
-                read_task = asyncio.create_task(reader())
+                # COPY the history: the built-in json codec (text in, binary-capable); the
+                # pool's own codec is restored before the connection goes back.
+                await conn.reset_type_codec("json", schema="pg_catalog")
                 try:
-                    while (batch := await queue.get()) is not None:
-                        async with conn.transaction():
-                            # Shadow tables: a crash loses nothing (they are rebuilt), and the
-                            # swap itself commits durably.
-                            await conn.execute("SET LOCAL synchronous_commit = off")
-                            await shadow.apply(conn, batch)
-                        n += len(batch)
-                        if progress is not None:
-                            progress(len(batch), total[0] if total else None)
-                    await read_task
+                    n, caught = await _load_and_swap(conn, cfg, settings, source, progress)
                 finally:
-                    if not read_task.done():
-                        read_task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, Exception):
-                            await read_task
-                # Fold into the same Folder writing the shadow names, then swap the names.
-                caught = await swap_in(conn, shadow)
+                    await conn.set_type_codec(
+                        "json",
+                        encoder=json.dumps,
+                        decoder=json.loads,
+                        schema="pg_catalog",
+                        format="text",
+                    )
                 if notify:
                     await conn.execute("SELECT pg_notify($1, 'rebuilt')", notify)
         finally:

@@ -28,10 +28,11 @@ class Table:
     def column_names(self) -> list[str]:
         return [c for c, _ in self.columns]
 
-    def ddl(self, name: str | None = None, *, indexes: bool = True) -> str:
+    def ddl(self, name: str | None = None, *, indexes: bool = True, unlogged: bool = False) -> str:
         t = name or self.name
         cols = ",\n  ".join(f"{c} {typ}" for c, typ in self.columns)
-        sql = f"CREATE TABLE {t} (\n  {cols},\n  PRIMARY KEY ({', '.join(self.key)})\n);\n"
+        kind = "UNLOGGED TABLE" if unlogged else "TABLE"
+        sql = f"CREATE {kind} {t} (\n  {cols},\n  PRIMARY KEY ({', '.join(self.key)})\n);\n"
         if indexes:
             sql += self.index_sql(t)
         return sql
