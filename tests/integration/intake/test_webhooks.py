@@ -209,3 +209,31 @@ async def test_private_webhook_urls_refused_when_not_allowed(
             headers=bearer(key),
         )
         assert r.status_code == 201
+
+
+async def test_deliveries_of_one_case_keep_their_order_through_retries(
+    settings: Settings, start_service, fast_retries: None
+) -> None:  # type: ignore[no-untyped-def]
+    receiver = Receiver(fail_first=2)
+    async with running(receiver) as url, start_service(DEFINITION) as svc:
+        c = svc.client
+        picc = await add_insurer(c, "PICC")
+        everything = [
+            "case.assigned",
+            "case.surveyor_arrived",
+            "case.survey_completed",
+            "case.closed",
+        ]
+        r = await c.post(
+            "/v1/webhooks", json={"url": url, "events": everything}, headers=bearer(picc)
+        )
+        assert r.status_code == 201
+        cid = (await c.post("/v1/cases", json=case_body(), headers=bearer(picc))).json()["case_id"]
+        await publish_dispatch(
+            settings,
+            [assigned(cid), step("arrived", cid), step("completed", cid), step("closed", cid)],
+        )
+        await eventually(lambda: len(receiver.calls) >= 6, timeout=20)
+        await asyncio.sleep(0.3)
+        got = [json.loads(call["body"])["event"] for call in receiver.calls]
+        assert got == ["case.assigned"] * 3 + everything[1:]

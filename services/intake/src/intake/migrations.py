@@ -163,4 +163,14 @@ MIGRATIONS = [
         "cases_report_no_index",
         "CREATE INDEX cases_report_no ON cases (insurer_code, report_no);",
     ),
+    Migration(
+        "intake",
+        3,
+        "webhook_delivery_order",
+        """
+        ALTER TABLE webhook_deliveries ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY;
+        CREATE INDEX webhook_deliveries_case_order ON webhook_deliveries (webhook_id, case_id, seq)
+            WHERE status = 'pending';
+        """,
+    ),
 ]

@@ -1,6 +1,9 @@
 """Insurer webhooks: case updates from dispatch are queued in a table by the consumer (in its
 transaction) and delivered by a background worker, signed, retried with backoff, logged.
 
+Per webhook and case, deliveries go out in the order the updates happened: a later one waits
+while an earlier one is pending (retrying), until it is delivered or has failed for good.
+
 Signature: `X-ClaimDesk-Signature: v1=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>` with
 `X-ClaimDesk-Timestamp: <unix seconds>`; see docs/intake.md for the receiver's recipe.
 """
@@ -139,9 +142,13 @@ _CLAIM = """
 UPDATE webhook_deliveries d SET next_attempt_at = $1::timestamptz + $3::interval
 FROM webhooks w
 WHERE d.delivery_id IN (
-    SELECT delivery_id FROM webhook_deliveries
-    WHERE status = 'pending' AND next_attempt_at <= $1
-    ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+    SELECT delivery_id FROM webhook_deliveries p
+    WHERE p.status = 'pending' AND p.next_attempt_at <= $1
+      AND NOT EXISTS (  -- per webhook and case, in order: an earlier one still pending waits
+          SELECT 1 FROM webhook_deliveries e
+          WHERE e.webhook_id = p.webhook_id AND e.case_id = p.case_id
+            AND e.status = 'pending' AND e.seq < p.seq)
+    ORDER BY p.next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
   AND w.webhook_id = d.webhook_id AND w.deleted_at IS NULL
 RETURNING d.delivery_id, d.event, d.body, d.attempts, w.url, w.secret
 """
