@@ -254,6 +254,7 @@ async def main(quick: bool = False) -> str:
     import httpx
     from claimdesk.embedded import EmbeddedPostgres, TansuBroker, free_port
 
+    load_before = os.getloadavg()[0]
     duration = 1.0 if quick else 8.0
     rounds = 1 if quick else 2
     concurrency = 16
@@ -350,7 +351,12 @@ async def main(quick: bool = False) -> str:
         f"{our_at['p99_ms'] / bare_at['p99_ms']:.2f}x | < 50 ms |",
         f"| achieved rate in that run, req/s | {our_at['rps']:.0f} | {bare_at['rps']:.0f} | | |",
         "",
-        f"Non-201 answers across all runs: {errors}. Command: `.venv/bin/python -m bench intake`.",
+        f"Non-201 answers across all runs: {errors}. Load average (1 min) before/after the run: "
+        f"{load_before:.1f}/{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: Postgres, the "
+        "broker, both servers and the load generator share them, so absolute rates and tails "
+        "move with whatever else runs; the ratios are measured side by side.",
+        "",
+        "Command: `.venv/bin/python -m bench intake`.",
     ]
     return "\n".join(lines)
 
