@@ -84,6 +84,10 @@ async def test_odd_input_is_a_clear_4xx(start_service) -> None:  # type: ignore[
             r = await c.get(path, headers=bearer(manager))
             assert r.status_code == 422, (path, r.status_code, r.text)
         assert (await c.get("/v1/cases/C-nope", headers=bearer(manager))).status_code == 404
+        naive = await c.get(
+            "/v1/cases?from=2026-01-01T00:00:00&to=2099-01-01", headers=bearer(manager)
+        )
+        assert naive.status_code == 200 and len(naive.json()["items"]) == 1
         r = await c.post(
             "/v1/cases/%00/cancellation", json={"reason": "撤案测试"}, headers=bearer(agent)
         )
