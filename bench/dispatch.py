@@ -333,6 +333,7 @@ async def measure(  # noqa: PLR0917
         "CLAIMDESK_LOG_LEVEL": "WARNING",
         "CLAIMDESK_DATA_DIR": str(tmp / "data"),
         "CLAIMDESK_DB_POOL_MAX": "20",
+        "CLAIMDESK_CONSUMER_BATCH_SIZE": os.environ.get("BENCH_BATCH", "500"),
         "CLAIMDESK_DISPATCH_PORT": str(ports["dispatch"]),
         "CLAIMDESK_INTAKE_PORT": str(ports["intake"]),
     }

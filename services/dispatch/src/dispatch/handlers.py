@@ -113,20 +113,44 @@ async def record_any(
     raise Conflict(f"stream {stream} is too busy; try again")
 
 
+_FEED_SQL = """
+WITH upd AS (
+    -- the UPDATE takes the surveyor's row lock before the feed row gets its position, so one
+    -- surveyor's feed rows commit in position order and a resumed stream never skips one;
+    -- it also refreshes the load counters from indexed rows (they can never drift)
+    UPDATE surveyors SET
+        open_jobs = (SELECT count(*) FROM jobs
+                     WHERE surveyor_id = $1 AND status = ANY($6::text[])),
+        assigned_today = (SELECT count(*) FROM assignments
+                          WHERE surveyor_id = $1 AND assigned_at >= $7),
+        today_start = $7
+    WHERE surveyor_id = $1
+    RETURNING surveyor_id
+), ins AS (
+    INSERT INTO job_feed (surveyor_id, job_id, kind, attempt, at)
+    SELECT upd.surveyor_id, $2, $3, $4, $5 FROM upd
+    RETURNING surveyor_id
+)
+SELECT pg_notify($8, ins.surveyor_id) FROM ins
+"""
+
+
 async def _feed(  # noqa: PLR0917
     rt: Runtime, conn: asyncpg.Connection, surveyor_id: str, job_id: str, kind: str, attempt: int
 ) -> None:
-    # the row lock orders feed rows per surveyor by commit, so a resumed stream never skips one
-    await conn.execute("SELECT 1 FROM surveyors WHERE surveyor_id = $1 FOR UPDATE", surveyor_id)
+    """One statement: refresh the surveyor's load, add a feed row, notify after commit."""
+    now = rt.clock.now()
     await conn.execute(
-        "INSERT INTO job_feed (surveyor_id, job_id, kind, attempt, at) VALUES ($1, $2, $3, $4, $5)",
+        _FEED_SQL,
         surveyor_id,
         job_id,
         kind,
         attempt,
-        rt.clock.now(),
+        now,
+        OPEN,
+        local_day_start(now),
+        feed_channel(rt.schema),
     )
-    await conn.execute("SELECT pg_notify($1, $2)", feed_channel(rt.schema), surveyor_id)
 
 
 def _cand(c: Any) -> dict[str, Any]:
@@ -162,12 +186,13 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
                     args.append(v)
                     sets.append(f"{k} = ${len(args)}")
                 elif k in {"base_lat", "base_lon"}:
+                    # the current position follows the base until the device reports one
                     args.append(v)
+                    col = k.removeprefix("base_")
                     sets.append(f"{k} = ${len(args)}")
-                    if "location_at" not in sets:
-                        sets.append(
-                            f"{k[5:]} = CASE WHEN location_at IS NULL THEN ${len(args)} ELSE {k[5:]} END"
-                        )
+                    sets.append(
+                        f"{col} = CASE WHEN location_at IS NULL THEN ${len(args)} ELSE {col} END"
+                    )
             if sets:
                 await conn.execute(
                     f"UPDATE surveyors SET {', '.join(sets)}, updated_at = $2 WHERE surveyor_id = $1",
@@ -230,15 +255,6 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
             )
         case SurveyorAssigned() | SurveyorReassigned():
             to = e.surveyor_id if isinstance(e, SurveyorAssigned) else e.to_surveyor_id
-            info = await conn.fetchrow(
-                """SELECT (SELECT surveyor_id FROM jobs WHERE job_id = $1) AS previous, s.team,
-                          EXISTS (SELECT 1 FROM team_webhooks w WHERE w.team = s.team) AS hook
-                   FROM surveyors s WHERE s.surveyor_id = $2""",
-                e.job_id,
-                to,
-            )
-            previous = info["previous"] if info else None
-            team = info["team"] if info else None
             assignment = {
                 "attempt": e.attempt,
                 "policy_version": e.policy_version,
@@ -247,26 +263,30 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
                 "candidates": [_cand(c) for c in e.candidates],
                 "assigned_at": now.isoformat(),
             }
-            await conn.execute(
-                """UPDATE jobs SET status = 'assigned', surveyor_id = $2, team = $3, attempt = $4,
-                       ack_due_at = $5, assignment = $6, queue_kind = NULL, queue_reason = NULL,
-                       call_the_team = false, updated_at = $7 WHERE job_id = $1""",
+            # one statement (all parts see the rows as they were before it)
+            info = await conn.fetchrow(
+                """WITH prev AS (SELECT surveyor_id FROM jobs WHERE job_id = $1),
+                        s AS (SELECT team, EXISTS (SELECT 1 FROM team_webhooks w
+                                                   WHERE w.team = surveyors.team) AS hook
+                              FROM surveyors WHERE surveyor_id = $2),
+                        u AS (UPDATE jobs SET status = 'assigned', surveyor_id = $2,
+                                  team = (SELECT team FROM s), attempt = $3, ack_due_at = $4,
+                                  assignment = $5, queue_kind = NULL, queue_reason = NULL,
+                                  call_the_team = false, updated_at = $6
+                              WHERE job_id = $1),
+                        a AS (INSERT INTO assignments (job_id, attempt, surveyor_id, assigned_at)
+                              VALUES ($1, $3, $2, $6) ON CONFLICT DO NOTHING)
+                   SELECT (SELECT surveyor_id FROM prev) AS previous,
+                          (SELECT team FROM s) AS team, (SELECT hook FROM s) AS hook""",
                 e.job_id,
                 to,
-                team,
                 e.attempt,
                 e.ack_due_at,
                 assignment,
                 now,
             )
-            await conn.execute(
-                "INSERT INTO assignments (job_id, attempt, surveyor_id, assigned_at) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                e.job_id,
-                e.attempt,
-                to,
-                now,
-            )
+            assert info is not None
+            previous, team = info["previous"], info["team"]
             payload = {"job_id": e.job_id, "case_id": e.case_id, "attempt": e.attempt}
             # one timer id per attempt: a timer handler must never re-arm its own timer id
             await _cancel_ack(conn, e.job_id, e.attempt - 1)
@@ -275,9 +295,7 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
             )
             if previous and previous != to:
                 await _feed(rt, conn, previous, e.job_id, "moved", e.attempt)
-                await _recount(rt, conn, previous, now)
             await _feed(rt, conn, to, e.job_id, "assigned", e.attempt)
-            await _recount(rt, conn, to, now)
             await schedule(
                 conn,
                 f"sms:{e.job_id}:{e.attempt}",
@@ -285,7 +303,7 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
                 now,
                 {**payload, "surveyor_id": to, "try": 1},
             )
-            if info and info["hook"]:
+            if info["hook"]:
                 await schedule(
                     conn,
                     f"webhook:{e.job_id}:{e.attempt}",
@@ -316,7 +334,6 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
             await _cancel_ack(conn, e.job_id, e.attempt)
             if previous:
                 await _feed(rt, conn, previous, e.job_id, "moved", e.attempt)
-                await _recount(rt, conn, previous, now)
         case JobAcknowledged():
             await _status(conn, e.job_id, "acknowledged", now, clear_due=True)
             await _cancel_ack(conn, e.job_id)
@@ -337,7 +354,6 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
         case SurveyCompleted():
             await _status(conn, e.job_id, "survey_completed", now)
             await _feed(rt, conn, e.surveyor_id, e.job_id, "updated", 0)
-            await _recount(rt, conn, e.surveyor_id, now)
         case CaseClosed():
             sid = await conn.fetchval("SELECT surveyor_id FROM jobs WHERE job_id = $1", e.job_id)
             await _status(conn, e.job_id, "closed", now)
@@ -351,7 +367,6 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
             await _cancel_ack(conn, e.job_id)
             if e.surveyor_id:
                 await _feed(rt, conn, e.surveyor_id, e.job_id, "cancelled", 0)
-                await _recount(rt, conn, e.surveyor_id, now)
         case JobDetailsUpdated():
             sets, args = [], [e.job_id, now]
             for k, v in e.changes.items():
@@ -365,29 +380,6 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
                 await _feed(rt, conn, sid, e.job_id, "updated", 0)
         case _:
             pass  # JobNotified, JobDeclined, AssignmentTimedOut: in the stream, no table change
-
-
-async def _recount(
-    rt: Runtime, conn: asyncpg.Connection, surveyor_id: str | None, now: datetime
-) -> None:
-    """Refresh a surveyor's load counters from the jobs and assignments rows (indexed, at most
-    a day's rows for one surveyor), so the roster query never aggregates the whole table and
-    the counters can never drift from the jobs."""
-    if not surveyor_id:
-        return
-    day = local_day_start(now)
-    await conn.execute(
-        """UPDATE surveyors SET
-             open_jobs = (SELECT count(*) FROM jobs
-                          WHERE surveyor_id = $1 AND status = ANY($2::text[])),
-             assigned_today = (SELECT count(*) FROM assignments
-                               WHERE surveyor_id = $1 AND assigned_at >= $3),
-             today_start = $3
-           WHERE surveyor_id = $1""",
-        surveyor_id,
-        OPEN,
-        day,
-    )
 
 
 async def _cancel_ack(conn: asyncpg.Connection, job_id: str, attempt: int | None = None) -> None:
@@ -638,7 +630,7 @@ def _job_changes(changes: dict[str, Any]) -> dict[str, Any]:
 
 async def on_case_reported(rt: Runtime, conn: asyncpg.Connection, case: CaseReported) -> bool:
     """Open the case's job and assign it; False when the case already has a job."""
-    await assign_lock(conn)
+    await assign_lock(conn)  # its own statement: what follows must see rows committed meanwhile
     if await conn.fetchval("SELECT 1 FROM jobs WHERE case_id = $1", case.case_id):
         return False
     now = rt.clock.now()
