@@ -183,6 +183,11 @@ def endpoints() -> list[Endpoint]:
             only(200, STAFF | {"admin"}),
         ),
         Endpoint(
+            "GET /v1/insurers",
+            lambda c, w: ("GET", "/v1/insurers", None),
+            only(200, STAFF | {"admin"}),
+        ),
+        Endpoint(
             "GET /v1/webhooks",
             lambda c, w: ("GET", "/v1/webhooks", None),
             only(200, {"insurer"}),

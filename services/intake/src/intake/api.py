@@ -10,7 +10,7 @@ from claimdesk.service import Runtime
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
-from intake import handlers, identity, webhooks
+from intake import handlers, identity, pages, webhooks
 from intake.documents import checklist
 from intake.identity import allow
 from intake.schemas import (
@@ -31,6 +31,7 @@ from intake.schemas import (
     InsurerIn,
     InsurerKey,
     InsurerOut,
+    InsurerRef,
     LossType,
     OwnerOut,
     PhoneReportIn,
@@ -373,6 +374,20 @@ async def hand_over_consultation(
     )
 
 
+@phone.get(
+    "/insurers",
+    response_model=list[InsurerRef],
+    summary="Insurers (codes and names) for the desk / 委托保险公司列表",
+    description="What an agent picks from when registering a phone report; no key information.",
+    responses=AUTH,
+)
+async def list_insurers(
+    who: Annotated[Principal, Depends(allow("admin", *STAFF))], request: Request
+) -> list[dict[str, Any]]:
+    rows = await rt(request).pool.fetch("SELECT code, name FROM insurers ORDER BY code")
+    return [dict(r) for r in rows]
+
+
 # -- discrepancies and documents ------------------------------------------------------------------
 
 
@@ -684,4 +699,4 @@ async def revoke_one(
         return {"revoked": await identity.revoke_token(conn, token_id, r.clock.now())}
 
 
-ROUTERS = [cases, phone, review, hooks, admin]
+ROUTERS = [cases, phone, review, hooks, admin, pages.router]

@@ -359,6 +359,14 @@ class InsurerKey(BaseModel):
     key_id: str
 
 
+class InsurerRef(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"code": "PICC", "name": "中国人民财产保险股份有限公司"}]}
+    )
+    code: str
+    name: str
+
+
 class InsurerOut(BaseModel):
     insurer_id: str
     code: str
