@@ -47,6 +47,9 @@ class Folder:
         self.notify = notify
         self.copy_history = copy_history
         self._seen: set[Any] = set()
+        # Bulk mode (a rebuild, the only writer of its shadow tables): keys written so far;
+        # a key never written cannot be in the table, so it is not looked up.
+        self._written: dict[str, set[str]] | None = {} if copy_history else None
         self._upsert = {t.name: t.upsert_sql(self.t(t)) for t in ALL_TABLES}
         self._history_sql = CASE_EVENTS.insert_sql(self.t(CASE_EVENTS)) + " RETURNING event_id"
         self._escalation_sql = ESCALATIONS.insert_sql(self.t(ESCALATIONS))
@@ -58,6 +61,8 @@ class Folder:
             for t in ALL_TABLES
             if len(t.key) == 1 and t is not CASE_EVENTS and not t.counters
         }
+        if copy_history:  # the only writer: no row locks needed
+            self._load = {k: v.replace(" FOR UPDATE", "") for k, v in self._load.items()}
 
     def t(self, table: Table) -> str:
         return table.name + self.suffix
@@ -99,8 +104,14 @@ class Folder:
         loaded: dict[str, dict[str, Row | None]] = {}
         for name, keys in sorted(keys_by_table(known).items()):
             ordered = sorted(keys)
-            rows = await conn.fetch(self._load[name], ordered)
-            got: dict[str, Row | None] = {r[0]: dict(r) for r in rows}
+            wanted = ordered
+            if self._written is not None:
+                written = self._written.setdefault(name, set())
+                wanted = [k for k in ordered if k in written]
+                written.update(ordered)
+            got: dict[str, Row | None] = {}
+            if wanted:
+                got = {r[0]: dict(r) for r in await conn.fetch(self._load[name], wanted)}
             loaded[name] = {k: got.get(k) for k in ordered}
         result = fold_batch(known, loaded, self.cfg)
         await self.write(conn, result)
