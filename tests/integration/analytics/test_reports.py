@@ -129,3 +129,18 @@ async def test_reports(settings: Settings, start_service) -> None:  # type: igno
 async def _count(svc, n: int) -> bool:  # type: ignore[no-untyped-def]
     async with svc.runtime.pool.acquire() as conn:
         return bool(await conn.fetchval("SELECT count(*) FROM case_events") == n)
+
+
+def test_openapi_documents_every_endpoint() -> None:
+    from claimdesk.service import build_app
+
+    app = build_app(DEFINITION, Settings(log_json=False))
+    spec = app.openapi()
+    ours = {p: ops for p, ops in spec["paths"].items() if p.startswith("/v1") or p == "/"}
+    assert len(ours) >= 14
+    for path, ops in ours.items():
+        for op in ops.values():
+            assert op.get("summary") and op.get("description"), path
+    stats = spec["paths"]["/v1/stats/cases"]["get"]
+    assert "examples" in str(spec["components"]["schemas"]["StatsResponse"])
+    assert "text/csv" in stats["responses"]["200"]["content"]

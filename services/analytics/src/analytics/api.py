@@ -225,6 +225,12 @@ async def stats_surveyors(
     "/v1/stats/complaints",
     tags=["statistics"],
     summary="Complaints: count, valid share, on-time resolution, escalations per level (投诉统计)",
+    description=(
+        "Per day of receipt and insurer: complaints received, triaged, valid (有效投诉) and "
+        "their share, resolved, resolved on time (by the nearest deadline clock, never "
+        "breached), breached, reopened, and escalations per level (1 team lead, 2 supervisor, "
+        "3+ manager)."
+    ),
     response_model=StatsResponse,
     responses=CSV_RESPONSE,
 )

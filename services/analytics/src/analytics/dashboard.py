@@ -217,6 +217,7 @@ async def page() -> HTMLResponse:
     "/v1/dashboard/snapshot",
     tags=["dashboard"],
     summary="What the dashboard shows, as JSON",
+    description="The same snapshot the page receives over server-sent events (staff token).",
     responses={
         200: {
             "content": {

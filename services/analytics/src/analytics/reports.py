@@ -331,6 +331,9 @@ async def report_daily(
     "/v1/reports/weekly",
     tags=["reports"],
     summary="Weekly report: volume, callbacks, key figures (周报)",
+    description="The ISO week given by `week` (or containing `date`, default this week): "
+    "cases against the previous week, cases per day and insurer, callbacks, complaints, "
+    "dispatch timeouts and reassignments, data-entry discrepancies.",
     responses=REPORT_RESPONSES,
 )
 async def report_weekly(
@@ -353,6 +356,8 @@ async def report_weekly(
     "/v1/reports/monthly/callbacks",
     tags=["reports"],
     summary="Monthly callback report per team and surveyor (月度回访报告)",
+    description="Callbacks of the month per survey team and per surveyor: reached share, "
+    "satisfaction mean, spread and 1..5 distribution, and the top dissatisfaction reasons.",
     responses=REPORT_RESPONSES,
 )
 async def report_monthly_callbacks(
@@ -373,6 +378,9 @@ async def report_monthly_callbacks(
     "/v1/reports/monthly/quality",
     tags=["reports"],
     summary="Monthly quality report per team (月度质量报告, 考核监督)",
+    description="Per survey team (组): jobs, on-time arrival rate, declines, timeouts, "
+    "complaints and valid complaints, callback satisfaction and the average composite score; "
+    "with every surveyor's evaluation.",
     responses=REPORT_RESPONSES,
 )
 async def report_monthly_quality(
