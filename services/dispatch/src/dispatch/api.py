@@ -362,7 +362,7 @@ def _token_for(rt: Runtime, sid: str, name: str, team: str) -> str:
         number=sid,
         team=team,
     )
-    return token
+    return str(token)
 
 
 @router.post(
@@ -561,7 +561,8 @@ async def new_token(surveyor_id: str, request: Request, p: Dispatcher) -> dict[s
     ),
 )
 async def me(p: Anyone) -> dict[str, Any]:
-    return p.model_dump()
+    out: dict[str, Any] = p.model_dump()
+    return out
 
 
 def _stream_principal(request: Request, access_token: str | None) -> Principal:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import asyncpg
 from claimdesk.consumer import ConsumerSpec
 from claimdesk.service import Runtime, ServiceDefinition
+from claimdesk.timers import Timer, TimerHandler
 
 from dispatch import demo, handlers
 from dispatch.api import router
@@ -42,9 +47,11 @@ def make_definition(dispatch_settings: DispatchSettings | None = None) -> Servic
             )
         ]
 
-    def timers(rt: Runtime):  # type: ignore[no-untyped-def]
-        def bind(fn):  # type: ignore[no-untyped-def]
-            async def h(conn, timer, now):  # type: ignore[no-untyped-def]
+    def timers(rt: Runtime) -> dict[str, TimerHandler]:
+        def bind(
+            fn: Callable[[Runtime, asyncpg.Connection, Timer, datetime], Awaitable[None]],
+        ) -> TimerHandler:
+            async def h(conn: asyncpg.Connection, timer: Timer, now: datetime) -> None:
                 await fn(rt, conn, timer, now)
 
             return h

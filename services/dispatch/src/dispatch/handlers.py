@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 from claimdesk.errors import Conflict, InvalidInput, NotFound
@@ -93,7 +93,9 @@ async def record(
     *,
     occurred_at: datetime | None = None,
 ) -> list[Envelope]:
-    envs = await rt.store.append(conn, stream, events, expected, occurred_at=occurred_at)
+    envs: list[Envelope] = await rt.store.append(
+        conn, stream, events, expected, occurred_at=occurred_at
+    )
     for env in envs:
         await project(rt, conn, env)
     return envs
@@ -524,7 +526,7 @@ async def assignment_events(
             )
         ]
     if decision.chosen is None:
-        kind = "no_candidate"
+        kind: Literal["no_candidate", "timed_out", "declined"] = "no_candidate"
         if previous is not None:
             kind = "timed_out" if why.startswith("timed out") else "declined"
         return [
@@ -532,7 +534,7 @@ async def assignment_events(
                 **common,
                 reason=(f"{why}; " if previous else "") + decision.reason,
                 call_the_team=previous is not None,
-                kind=kind,  # type: ignore[arg-type]
+                kind=kind,
                 attempt=state.attempt,
                 candidates=decision.candidates,
                 policy_version=decision.version,
@@ -738,13 +740,13 @@ async def _send_sms(  # noqa: PLR0917
     job: asyncpg.Record,
     phone: str,
     text: str,
-    recipient: str,
+    recipient: Literal["surveyor", "team", "customer"],
 ) -> None:
     p = timer.payload
     tries = int(p.get("try", 1))
+    outcome: Literal["delivered", "failed"] = "delivered"
     try:
-        detail = await rt.extras["sms"].send(phone, text)
-        outcome = "delivered"
+        detail = str(await rt.extras["sms"].send(phone, text))
     except Exception as exc:
         detail, outcome = f"{type(exc).__name__}: {exc}"[:500], "failed"
     await record_any(
@@ -757,9 +759,9 @@ async def _send_sms(  # noqa: PLR0917
                 case_id=job["case_id"],
                 surveyor_id=p["surveyor_id"],
                 channel="sms",
-                outcome=outcome,  # type: ignore[arg-type]
+                outcome=outcome,
                 detail=detail,
-                recipient=recipient,  # type: ignore[arg-type]
+                recipient=recipient,
                 attempt=tries,
             )
         ],
