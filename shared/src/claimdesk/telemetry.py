@@ -8,6 +8,7 @@ envelope (trace_context) and Kafka headers with the W3C propagator.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -83,7 +84,9 @@ def setup_tracing(service_name: str, extra_processor: SpanProcessor | None = Non
     _configured = True
 
 
+@functools.cache
 def tracer(name: str = "claimdesk") -> trace.Tracer:
+    """The named tracer, looked up once (it proxies to whatever provider is installed)."""
     return trace.get_tracer(name)
 
 
