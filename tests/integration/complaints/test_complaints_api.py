@@ -146,6 +146,7 @@ async def test_triage_valid_assigns_a_named_person(start_service) -> None:  # ty
         )
         assert r.status_code == 200, r.text
         assert (r.json()["assignee"], r.json()["owner"]) == ("T005", "A001")
+        assert events_of(r.json(), "ComplaintAssigned")[-1]["data"]["reason"] == "原责任人休假"
         r = await svc.client.post(
             f"/v1/complaints/{cid}/assignment",
             json={"assignee": "T005", "reason": "again"},

@@ -308,7 +308,7 @@ async def reassign(
         request,
         p,
         complaint_id,
-        lambda s, _ctx: domain.decide_reassign(s, body.assignee, staff_id(p)),
+        lambda s, _ctx: domain.decide_reassign(s, body.assignee, body.reason, staff_id(p)),
     )
 
 

@@ -331,7 +331,7 @@ def decide_triage(
     return out
 
 
-def decide_reassign(s: Complaint, assignee: str, by: str) -> list[Event]:
+def decide_reassign(s: Complaint, assignee: str, reason: str, by: str) -> list[Event]:
     """A valid, open complaint gets another named responsible person."""
     _require(s)
     _require_open(s, "reassign")
@@ -341,7 +341,11 @@ def decide_reassign(s: Complaint, assignee: str, by: str) -> list[Event]:
         raise InvalidInput(f"{assignee} is already responsible", field="assignee")
     return [
         ComplaintAssigned(
-            complaint_id=s.complaint_id, case_id=s.case_id, assignee=assignee, assigned_by=by
+            complaint_id=s.complaint_id,
+            case_id=s.case_id,
+            assignee=assignee,
+            assigned_by=by,
+            reason=reason,
         )
     ]
 

@@ -58,6 +58,7 @@ class ComplaintAssigned(ComplaintsEvent):
     case_id: str | None = None
     assignee: str
     assigned_by: str
+    reason: str = ""
 
 
 class ComplaintEscalated(ComplaintsEvent):
