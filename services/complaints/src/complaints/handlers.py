@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -68,8 +68,13 @@ async def run(
         await ctx.store.append(conn, domain.stream_id(complaint_id), events, before.version)
     except ConcurrencyConflict:
         raise Conflict("the complaint changed meanwhile; reload and try again") from None
-    after = domain.apply_all(before, events, ctx.now)
-    for op in domain.timer_plan(before, after, events, ctx.now):
+    # timer_plan reads only the clocks' runs before the events: keep a shallow copy of those
+    # and fold the events into the loaded state itself (no deep copy on the hot timer path)
+    prior = Complaint(clocks={name: replace(c) for name, c in before.clocks.items()})
+    after = before
+    for e in events:
+        domain.evolve(after, e, ctx.now)
+    for op in domain.timer_plan(prior, after, events, ctx.now):
         if op.op == "schedule":
             assert op.due_at is not None
             await timers.schedule(conn, op.timer_id, TIMER_KIND, op.due_at, op.payload)
