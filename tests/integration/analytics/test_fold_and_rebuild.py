@@ -145,6 +145,13 @@ async def test_fold_stats_history_redelivery_and_rebuild(settings: Settings, sta
         result = await rebuild(pool, settings, cfg, source="stores")
         assert result.events == p.appended and result.caught_up == 1  # the unknown one
         assert await snapshot(pool) == before
+        # In worker processes, one group of contexts each: the same tables.
+        result = await rebuild(pool, settings, cfg, source="stores", workers=3)
+        assert result.events == p.appended and result.caught_up == 1
+        assert await snapshot(pool) == before
+        result = await rebuild(pool, settings, cfg, source="kafka", workers=2)
+        assert result.events >= expected and result.caught_up == 0
+        assert await snapshot(pool) == before
 
         # The live consumer keeps folding into the swapped-in tables.
         await random_workload(p, cases=3, seed=11)

@@ -9,7 +9,7 @@ import time
 from claimdesk.settings import load_settings
 
 
-async def _rebuild(source: str, quiet: bool) -> int:
+async def _rebuild(source: str, quiet: bool, workers: int) -> int:
     from claimdesk.db import CORE_MIGRATIONS, create_pool, migrate
     from rich.progress import (
         BarColumn,
@@ -56,19 +56,21 @@ async def _rebuild(source: str, quiet: bool) -> int:
                 progress=progress,
                 notify=notify_channel_for(schema),
                 schema=schema,
+                workers=workers,
             )
     finally:
         await pool.close()
     print(  # noqa: T201
         f"rebuilt analytics from {result.source}: {result.events} events read, "
         f"{result.caught_up} caught up at the swap, {result.seconds:.1f} s, "
-        f"{result.rate:,.0f} events/s"
+        f"{result.rate:,.0f} events/s, peak RSS {result.peak_rss_mib:,.0f} MiB "
+        f"({workers} worker{'s' if workers > 1 else ''})"
     )
     return 0
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    return asyncio.run(_rebuild(args.source, args.quiet))
+    return asyncio.run(_rebuild(args.source, args.quiet, args.workers))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -83,6 +85,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         choices=["kafka", "stores"],
         default="kafka",
         help="kafka: the topics from offset 0; stores: each service's event store (broker lost its log)",
+    )
+    r.add_argument(
+        "--workers",
+        type=int,
+        choices=[1, 2, 3],
+        default=2,
+        help="processes folding groups of contexts in parallel (default 2)",
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_rebuild)

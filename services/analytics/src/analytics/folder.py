@@ -39,6 +39,7 @@ class Folder:
         notify: str | None = None,
         *,
         copy_history: bool = False,
+        fresh_keys: bool = False,
     ) -> None:
         """`copy_history` (a rebuild's bulk load): dedupe the history in memory and COPY it,
         on a connection whose json codec is the built-in one (see rebuild.prepare_connection)."""
@@ -47,9 +48,9 @@ class Folder:
         self.notify = notify
         self.copy_history = copy_history
         self._seen: set[Any] = set()
-        # Bulk mode (a rebuild, the only writer of its shadow tables): keys written so far;
-        # a key never written cannot be in the table, so it is not looked up.
-        self._written: dict[str, set[str]] | None = {} if copy_history else None
+        # `fresh_keys` (a rebuild writer that alone writes its tables, from empty): the keys it
+        # wrote so far; a key never written cannot be in the table, so it is not looked up.
+        self._written: dict[str, set[str]] | None = {} if fresh_keys else None
         self._upsert = {t.name: t.upsert_sql(self.t(t)) for t in ALL_TABLES}
         self._history_sql = CASE_EVENTS.insert_sql(self.t(CASE_EVENTS)) + " RETURNING event_id"
         self._escalation_sql = ESCALATIONS.insert_sql(self.t(ESCALATIONS))

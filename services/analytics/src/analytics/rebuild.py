@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,7 @@ class RebuildResult:
     events: int
     caught_up: int
     seconds: float
+    peak_rss_mib: float = 0.0  # this process's peak plus every worker's peak (an upper bound)
 
     @property
     def rate(self) -> float:
@@ -76,8 +77,10 @@ async def prepare_shadow(conn: asyncpg.Connection) -> None:
             await conn.execute(t.ddl(f"{t.name}{SHADOW}", indexes=False, unlogged=True))
 
 
-async def kafka_events(settings: Settings, total: list[int]) -> AsyncIterator[list[Envelope]]:
-    """Every message on the three topics up to their end offsets now, in batches."""
+async def kafka_events(
+    settings: Settings, total: list[int], contexts: Sequence[str] = CONTEXTS
+) -> AsyncIterator[list[Envelope]]:
+    """Every message on the contexts' topics up to their end offsets now, in batches."""
     from aiokafka import TopicPartition
 
     await ensure_topics(settings)
@@ -85,7 +88,7 @@ async def kafka_events(settings: Settings, total: list[int]) -> AsyncIterator[li
     await consumer.start()
     try:
         tps: list[TopicPartition] = []
-        for ctx in CONTEXTS:
+        for ctx in contexts:
             topic = settings.topic(ctx)
             parts = consumer.partitions_for_topic(topic)
             if not parts:
@@ -116,13 +119,15 @@ async def kafka_events(settings: Settings, total: list[int]) -> AsyncIterator[li
         await consumer.stop()
 
 
-async def store_events(settings: Settings, total: list[int]) -> AsyncIterator[list[Envelope]]:
+async def store_events(
+    settings: Settings, total: list[int], contexts: Sequence[str] = CONTEXTS
+) -> AsyncIterator[list[Envelope]]:
     """Every event of each context's store, in commit order, read-only."""
     assert settings.database_url
     pools: list[tuple[str, asyncpg.Pool]] = []
     try:
         count = 0
-        for ctx in CONTEXTS:
+        for ctx in contexts:
             schema = settings.schema_name(ctx)
             pool = await create_pool(settings.database_url, schema, min_size=1, max_size=1)
             pools.append((schema, pool))
@@ -193,16 +198,21 @@ async def swap_in(conn: asyncpg.Connection, folder: Folder) -> int:
     return caught
 
 
-async def _load_and_swap(
+async def _load(  # noqa: PLR0917
     conn: asyncpg.Connection,
-    cfg: FoldConfig,
+    shadow: Folder,
     settings: Settings,
     source: str,
     progress: Progress | None,
-) -> tuple[int, int]:
-    shadow = Folder(cfg, suffix=SHADOW, copy_history=True)
+    contexts: Sequence[str] = CONTEXTS,
+) -> int:
+    """Fold every event of `contexts` into the shadow tables; returns how many were read."""
     total: list[int] = []
-    stream = kafka_events(settings, total) if source == "kafka" else store_events(settings, total)
+    stream = (
+        kafka_events(settings, total, contexts)
+        if source == "kafka"
+        else store_events(settings, total, contexts)
+    )
     n = 0
     # Read and decode the next batch while Postgres folds this one.
     queue: asyncio.Queue[list[Envelope] | None] = asyncio.Queue(maxsize=2)
@@ -229,9 +239,78 @@ async def _load_and_swap(
             read_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await read_task
-    # Fold into the same Folder writing the shadow names, then swap the names.
-    caught = await swap_in(conn, shadow)
-    return n, caught
+    return n
+
+
+def _worker_entry(
+    settings: Settings, cfg: FoldConfig, source: str, schema: str, contexts: tuple[str, ...]
+) -> tuple[int, int]:
+    """A rebuild worker process: fold `contexts` into the shadow tables. (events, peak KiB)"""
+    import resource
+
+    async def run() -> int:
+        assert settings.database_url
+        pool = await create_pool(settings.database_url, schema, min_size=1, max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                await conn.reset_type_codec("json", schema="pg_catalog")
+                shadow = Folder(cfg, suffix=SHADOW, copy_history=True, fresh_keys=True)
+                return await _load(conn, shadow, settings, source, None, contexts)
+        finally:
+            await pool.close()
+
+    n = asyncio.run(run())
+    return n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+async def _load_parallel(  # noqa: PLR0917
+    conn: asyncpg.Connection,
+    cfg: FoldConfig,
+    settings: Settings,
+    source: str,
+    schema: str,
+    workers: int,
+    progress: Progress | None,
+) -> tuple[int, int]:
+    """Fold in worker processes, one group of contexts each. Every analytics table is written
+    from one context only (case_events by all, with distinct keys), so the groups never touch
+    the same rows, and the folds commute across contexts. Returns (events, workers' peak KiB)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    groups = [("dispatch",), ("intake", "complaints")] if workers == 2 else [(c,) for c in CONTEXTS]
+    total = await _store_total(settings) if source == "stores" else None
+    loop = asyncio.get_running_loop()
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(groups), mp_context=ctx) as pool:
+        futures = [
+            loop.run_in_executor(pool, _worker_entry, settings, cfg, source, schema, g)
+            for g in groups
+        ]
+        done_before = 0
+        pending: set[asyncio.Future[tuple[int, int]]] = set(futures)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+            if progress is not None:
+                now = await conn.fetchval(f"SELECT count(*) FROM {CASE_EVENTS.name}{SHADOW}")
+                progress(now - done_before, total)
+                done_before = now
+        results = [f.result() for f in futures]
+    return sum(n for n, _ in results), sum(kib for _, kib in results)
+
+
+async def _store_total(settings: Settings) -> int:
+    assert settings.database_url
+    count = 0
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        for ctx in CONTEXTS:
+            table = f'"{settings.schema_name(ctx)}".events'
+            if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+                count += await conn.fetchval(f"SELECT count(*) FROM {table}")
+    finally:
+        await conn.close()
+    return count
 
 
 async def rebuild(
@@ -243,11 +322,20 @@ async def rebuild(
     progress: Progress | None = None,
     notify: str | None = None,
     schema: str | None = None,
+    workers: int = 1,
 ) -> RebuildResult:
-    """Build every table anew into shadow tables, then swap them in. One rebuild at a time."""
+    """Build every table anew into shadow tables, then swap them in. One rebuild at a time.
+
+    `workers` 2 or 3 folds groups of contexts in that many processes (uses more cores)."""
+    import resource
+
     if source not in ("kafka", "stores"):
         raise ValueError(f"unknown source {source!r}: kafka or stores")
-    lock_key = f"analytics-rebuild:{schema or settings.schema_name('analytics')}"
+    if workers not in (1, 2, 3):
+        raise ValueError("workers must be 1, 2 or 3")
+    schema_name = schema or settings.schema_name("analytics")
+    worker_kib = 0
+    lock_key = f"analytics-rebuild:{schema_name}"
     started = time.perf_counter()
     async with pool.acquire() as lock_conn:
         if not await lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock_key):
@@ -259,7 +347,16 @@ async def rebuild(
                 # pool's own codec is restored before the connection goes back.
                 await conn.reset_type_codec("json", schema="pg_catalog")
                 try:
-                    n, caught = await _load_and_swap(conn, cfg, settings, source, progress)
+                    if workers > 1:
+                        n, worker_kib = await _load_parallel(
+                            conn, cfg, settings, source, schema_name, workers, progress
+                        )
+                        # The catch-up looks rows up: this folder did not write them.
+                        caught = await swap_in(conn, Folder(cfg, suffix=SHADOW, copy_history=True))
+                    else:
+                        shadow = Folder(cfg, suffix=SHADOW, copy_history=True, fresh_keys=True)
+                        n = await _load(conn, shadow, settings, source, progress)
+                        caught = await swap_in(conn, shadow)
                 finally:
                     await conn.set_type_codec(
                         "json",
@@ -272,7 +369,10 @@ async def rebuild(
                     await conn.execute("SELECT pg_notify($1, 'rebuilt')", notify)
         finally:
             await lock_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock_key)
-    return RebuildResult(source, n, caught, time.perf_counter() - started)
+    own_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return RebuildResult(
+        source, n, caught, time.perf_counter() - started, (own_kib + worker_kib) / 1024
+    )
 
 
 async def rebuild_if_version_changed(runtime: Runtime) -> None:
