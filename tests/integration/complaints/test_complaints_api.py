@@ -328,10 +328,9 @@ async def test_demo_mode_seeds_policies_and_writes_credentials(start_service, se
                 ("attitude", 1),
             }
             creds = (demo.data_dir / "credentials-complaints.txt").read_text()
-            token = creds.splitlines()[1].split(": ", 1)[1]
-            r = await svc.client.get("/v1/worklist", headers={"Authorization": f"Bearer {token}"})
-            assert r.status_code == 200
-            assert r.json()["owner"] == "A001"
+            assert f"{demo.url('complaints')}/agent" in creds
+            assert f"{demo.url('complaints')}/complaint-form" in creds
+            assert "eyJ" not in creds  # no second set of staff identities: intake owns them
 
 
 async def test_idempotency_key_makes_a_resubmission_safe(start_service) -> None:  # type: ignore[no-untyped-def]

@@ -6,11 +6,9 @@ kept in the browser's localStorage after the agent pastes it once.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from claimdesk.auth import Role, issue_token
 from claimdesk.service import Runtime
 from fastapi import APIRouter
 from fastapi import Path as PathParam
@@ -63,23 +61,13 @@ async def app_js() -> FileResponse:
 
 
 async def write_demo_credentials(rt: Runtime) -> None:
-    """Demo: a token for agent A001 and one for a supervisor, written for the launcher."""
-    now = rt.clock.now()
-    lines = ["# complaints service: agent pages at /agent, customer form at /complaint-form"]
-    people: tuple[tuple[Role, str, str], ...] = (
-        ("agent", "A001", "坐席 A001"),
-        ("supervisor", "S001", "主管 S001"),
-    )
-    for role, number, name in people:
-        token, _ = issue_token(
-            rt.settings.secret(),
-            subject=number,
-            role=role,
-            now=now,
-            ttl=timedelta(days=30),
-            name=name,
-            number=number,
-        )
-        lines.append(f"{role} {number}: {token}")
+    """Demo: where the pages are, for the launcher. Staff identities belong to intake, whose
+    credentials list carries the tokens (every service verifies them with the shared secret)."""
+    base = rt.settings.url("complaints")
+    lines = [
+        "# complaints: sign in with an agent or supervisor token from intake's list above",
+        f"agent worklist  : {base}/agent",
+        f"customer form   : {base}/complaint-form",
+    ]
     rt.settings.data_dir.mkdir(parents=True, exist_ok=True)
     (rt.settings.data_dir / "credentials-complaints.txt").write_text("\n".join(lines) + "\n")
