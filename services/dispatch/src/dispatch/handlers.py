@@ -452,17 +452,6 @@ async def load_roster(conn: asyncpg.Connection, now: datetime) -> list[policy.Su
     ]
 
 
-async def load_prefs(conn: asyncpg.Connection, insurer: str) -> policy.InsurerPreferences:
-    r = await conn.fetchrow("SELECT * FROM insurer_prefs WHERE insurer_code = $1", insurer)
-    if r is None:
-        return policy.InsurerPreferences()
-    return policy.InsurerPreferences(
-        preferred_teams=frozenset(r["preferred_teams"]),
-        preferred_surveyors=frozenset(r["preferred_surveyors"]),
-        avoided_surveyors=frozenset(r["avoided_surveyors"]),
-    )
-
-
 async def ack_timeouts(rt: Runtime, conn: asyncpg.Connection) -> dict[str, Any]:
     cfg = await conn.fetchval("SELECT value FROM dispatch_config WHERE key = 'ack_timeouts'")
     base: dict[str, Any] = {
@@ -473,6 +462,42 @@ async def ack_timeouts(rt: Runtime, conn: asyncpg.Connection) -> dict[str, Any]:
     if cfg:
         base.update(cfg)
     return base
+
+
+@dataclass(frozen=True)
+class DecisionContext:
+    """What a decision reads besides the roster, in one round trip."""
+
+    duplicate: bool
+    prefs: policy.InsurerPreferences
+    ack_timeouts: dict[str, Any]
+
+
+async def load_context(
+    rt: Runtime, conn: asyncpg.Connection, insurer: str, case_id: str | None = None
+) -> DecisionContext:
+    r = await conn.fetchrow(
+        """SELECT (SELECT true FROM jobs WHERE case_id = $2) AS dup,
+                  (SELECT value FROM dispatch_config WHERE key = 'ack_timeouts') AS cfg,
+                  p.preferred_teams, p.preferred_surveyors, p.avoided_surveyors
+           FROM (SELECT 1) AS one LEFT JOIN insurer_prefs p ON p.insurer_code = $1""",
+        insurer,
+        case_id,
+    )
+    assert r is not None
+    cfg: dict[str, Any] = {
+        "default_s": dsettings(rt).ack_timeout_s,
+        "by_insurer": {},
+        "by_priority": {},
+    }
+    if r["cfg"]:
+        cfg.update(r["cfg"])
+    prefs = policy.InsurerPreferences(
+        preferred_teams=frozenset(r["preferred_teams"] or ()),
+        preferred_surveyors=frozenset(r["preferred_surveyors"] or ()),
+        avoided_surveyors=frozenset(r["avoided_surveyors"] or ()),
+    )
+    return DecisionContext(bool(r["dup"]), prefs, cfg)
 
 
 def ack_timeout_s(cfg: dict[str, Any], insurer: str, priority: str) -> float:
@@ -506,11 +531,13 @@ async def assignment_events(
     *,
     why: str,
     previous: str | None,
+    ctx: DecisionContext | None = None,
 ) -> list[Event]:
     """Run the policy for the next attempt: an assignment, or the dispatcher queue."""
     ds = dsettings(rt)
+    ctx = ctx or await load_context(rt, conn, facts.insurer_code)
+    prefs = ctx.prefs
     roster = await load_roster(conn, now)
-    prefs = await load_prefs(conn, facts.insurer_code)
     decision = policy.choose(facts, roster, now, prefs, exclude=frozenset(state.tried))
     common = {"job_id": state.job_id, "case_id": state.case_id}
     if state.attempt >= ds.max_attempts:
@@ -540,8 +567,9 @@ async def assignment_events(
                 policy_version=decision.version,
             )
         ]
-    cfg = await ack_timeouts(rt, conn)
-    due = now + timedelta(seconds=ack_timeout_s(cfg, facts.insurer_code, facts.priority))
+    due = now + timedelta(
+        seconds=ack_timeout_s(ctx.ack_timeouts, facts.insurer_code, facts.priority)
+    )
     if state.attempt == 0:
         return [
             SurveyorAssigned(
@@ -633,7 +661,8 @@ def _job_changes(changes: dict[str, Any]) -> dict[str, Any]:
 async def on_case_reported(rt: Runtime, conn: asyncpg.Connection, case: CaseReported) -> bool:
     """Open the case's job and assign it; False when the case already has a job."""
     await assign_lock(conn)  # its own statement: what follows must see rows committed meanwhile
-    if await conn.fetchval("SELECT 1 FROM jobs WHERE case_id = $1", case.case_id):
+    ctx = await load_context(rt, conn, case.insurer_code, case.case_id)
+    if ctx.duplicate:
         return False
     now = rt.clock.now()
     opened = JobOpened(
@@ -666,13 +695,13 @@ async def on_case_reported(rt: Runtime, conn: asyncpg.Connection, case: CaseRepo
     )
     events = [
         opened,
-        *await assignment_events(rt, conn, state, facts, now, why="new case", previous=None),
+        *await assignment_events(
+            rt, conn, state, facts, now, why="new case", previous=None, ctx=ctx
+        ),
     ]
-    try:
-        async with conn.transaction():  # savepoint: a conflict leaves the outer work intact
-            await record(rt, conn, job_stream(case.case_id), events, 0)
-    except ConcurrencyConflict:
-        return False
+    # expected version 0: even a writer that skipped the lock could not open a second job; its
+    # ConcurrencyConflict fails the transaction, and the redelivery then finds the job
+    await record(rt, conn, job_stream(case.case_id), events, 0)
     return True
 
 
