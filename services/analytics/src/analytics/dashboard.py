@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from importlib.resources import files
@@ -182,6 +183,19 @@ async def snapshot(runtime: Runtime) -> dict[str, Any]:
     }
 
 
+async def shared_snapshot(runtime: Runtime, version: int) -> str:
+    """One snapshot per change for every connected page (not one query set per client);
+    refreshed at least every 5 s for the clock-driven parts (deadlines, today)."""
+    lock = runtime.extras.setdefault("snapshot_lock", asyncio.Lock())
+    async with lock:
+        cached = runtime.extras.get("snapshot_cache")
+        if cached and cached[0] == version and time.monotonic() - cached[1] < 5.0:
+            return str(cached[2])
+        data = json.dumps(await snapshot(runtime))
+        runtime.extras["snapshot_cache"] = (version, time.monotonic(), data)
+        return data
+
+
 def token_principal(
     request: Request, token: str | None, roles: Sequence[str] = STAFF_ROLES
 ) -> Principal:
@@ -265,11 +279,11 @@ async def dashboard_stream(
 
     async def events() -> AsyncIterator[dict[str, str]]:
         seen = b.version
-        yield {"event": "snapshot", "data": json.dumps(await snapshot(runtime))}
+        yield {"event": "snapshot", "data": await shared_snapshot(runtime, seen)}
         while True:
             seen = await b.wait(seen, 15.0)
             await asyncio.sleep(0.1)  # debounce bursts of commits
             seen = b.version
-            yield {"event": "snapshot", "data": json.dumps(await snapshot(runtime))}
+            yield {"event": "snapshot", "data": await shared_snapshot(runtime, seen)}
 
     return EventSourceResponse(events(), ping=10)
