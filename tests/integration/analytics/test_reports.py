@@ -131,10 +131,10 @@ async def _count(svc, n: int) -> bool:  # type: ignore[no-untyped-def]
         return bool(await conn.fetchval("SELECT count(*) FROM case_events") == n)
 
 
-def test_openapi_documents_every_endpoint() -> None:
+def test_openapi_documents_every_endpoint(settings: Settings) -> None:
     from claimdesk.service import build_app
 
-    app = build_app(DEFINITION, Settings(log_json=False))
+    app = build_app(DEFINITION, settings)
     spec = app.openapi()
     ours = {p: ops for p, ops in spec["paths"].items() if p.startswith("/v1") or p == "/"}
     assert len(ours) >= 14
