@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from claimdesk.auth import issue_token
 from claimdesk.service import Runtime, ServiceDefinition
 
 from analytics.api import router as api_router
@@ -18,28 +15,18 @@ from analytics.tables import MIGRATIONS
 
 
 async def write_demo_credentials(runtime: Runtime) -> None:
-    """Demo: a manager token that opens the dashboard and the reports, for the launcher."""
-    s = runtime.settings
-    if s.token_secret is None:
-        return
-    token, _ = issue_token(
-        s.secret(),
-        subject="M001",
-        role="manager",
-        now=runtime.clock.now(),
-        ttl=timedelta(days=30),
-        name="经理 M001",
-        number="M001",
-    )
-    base = s.url("analytics")
+    """Demo: where the dashboard and reports are, for the launcher. Staff identities belong to
+    intake; its list carries the manager token (M001) these pages take as `?token=`."""
+    base = runtime.settings.url("analytics")
     lines = [
-        "# analytics: ops dashboard, statistics and the manager's reports",
-        f"dashboard: {base}/?token={token}",
-        f"daily report (printable): {base}/v1/reports/daily?format=html&token={token}",
-        f"manager M001: {token}",
+        "# analytics: add ?token=<a staff token from intake's list, e.g. manager M001>",
+        f"ops dashboard   : {base}/",
+        f"daily report    : {base}/v1/reports/daily?format=html",
     ]
-    s.data_dir.mkdir(parents=True, exist_ok=True)
-    (s.data_dir / "credentials-analytics.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    runtime.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (runtime.settings.data_dir / "credentials-analytics.txt").write_text(
+        "\n".join(lines) + "\n", encoding="utf-8"
+    )
 
 
 async def on_start(runtime: Runtime) -> None:
