@@ -8,14 +8,9 @@ from typing import Any
 import pytest
 from claimdesk.errors import Conflict, InvalidInput
 from claimdesk.events.intake import CaseDetailsCorrected, CaseReported
+from claimdesk.mainland import normalise_phone, normalise_plate, phone_error, plate_error
 from intake.domain import advance_status, decide_cancel, decide_correction, differences, evolve
-from intake.validation import (
-    derive_region,
-    normalise_phone,
-    normalise_plate,
-    phone_error,
-    plate_error,
-)
+from intake.validation import derive_region
 from intake.webhooks import sign, verify
 
 T = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)

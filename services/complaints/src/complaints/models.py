@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+from claimdesk.mainland import Phone
 from pydantic import BaseModel, ConfigDict, Field
 
 from complaints.sla import Category, Duration, Severity
 
 STAFF_ID = r"^[A-Za-z0-9_.:-]{1,40}$"
-PHONE = r"^(\+?86)?(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$"
 CASE_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
@@ -44,7 +44,7 @@ class ComplaintIn(Body):
         "phone", description="how it came in 来源渠道"
     )
     caller_name: str = Field(min_length=1, max_length=60, description="caller's name 来电人姓名")
-    caller_phone: str = Field(pattern=PHONE, description="caller's phone 联系电话")
+    caller_phone: Phone = Field(description="caller's phone 联系电话")
     matter: str = Field(
         min_length=2, max_length=2000, description="what the complaint is about 投诉事项"
     )
@@ -205,7 +205,7 @@ class ComplaintFromCallback(Body):
     severity: Severity = Field("medium", description="severity 严重程度")
     matter: str | None = Field(None, max_length=2000, description="matter (default: the reasons)")
     caller_name: str | None = Field(None, max_length=60, description="default: the case's caller")
-    caller_phone: str | None = Field(None, pattern=PHONE, description="default: the case's phone")
+    caller_phone: Phone | None = Field(None, description="default: the case's phone")
 
 
 class AttemptIn(Body):

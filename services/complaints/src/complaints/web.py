@@ -15,13 +15,14 @@ from zoneinfo import ZoneInfo
 
 from claimdesk.context import set_actor
 from claimdesk.events.complaints import ComplaintReceived
+from claimdesk.mainland import Phone
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from complaints import handlers
 from complaints.handlers import Ctx
-from complaints.models import CASE_ID, PHONE
+from complaints.models import CASE_ID
 from complaints.settings import ComplaintsSettings
 from complaints.sla import Category
 
@@ -49,7 +50,7 @@ class WebComplaint(BaseModel):
     case_id: Annotated[str | None, Field(None, pattern=CASE_ID)]
     category: Category
     caller_name: str = Field(min_length=1, max_length=60)
-    caller_phone: str = Field(pattern=PHONE)
+    caller_phone: Phone
     matter: str = Field(min_length=10, max_length=2000)
     website: str = Field("", max_length=0)  # honeypot: people never see it, bots fill it
 

@@ -196,7 +196,7 @@ async def list_cases(
     cursor: Annotated[str | None, Query(max_length=40, pattern=ID)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
-    from intake.validation import normalise_plate
+    from claimdesk.mainland import normalise_plate
 
     bad = [
         (("query", name), "out of range (years 2000 to 2100)")

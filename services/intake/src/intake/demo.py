@@ -13,13 +13,13 @@ from typing import Any
 
 from claimdesk.auth import Principal, verify_token
 from claimdesk.errors import DomainError
+from claimdesk.mainland import PROVINCES
 from claimdesk.service import Runtime
 from fastapi.exceptions import RequestValidationError
 
 from intake import identity
 from intake.handlers import isettings, log_consultation, report_case
 from intake.schemas import CaseIn, ConsultationIn
-from intake.validation import PROVINCES
 
 log = logging.getLogger(__name__)
 

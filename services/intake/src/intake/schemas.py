@@ -6,9 +6,8 @@ import copy
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from claimdesk.mainland import normalise_phone, normalise_plate, phone_error, plate_error
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
-
-from intake.validation import normalise_phone, normalise_plate, phone_error, plate_error
 
 LossType = Literal["vehicle_own_damage", "vehicle_third_party", "injury", "property", "other"]
 StaffRole = Literal["agent", "dispatcher", "team_lead", "supervisor", "manager", "surveyor"]
