@@ -118,13 +118,19 @@ class EventConsumer:
                 while True:
                     batches = await consumer.getmany(timeout_ms=200)
                     self.stats.assigned = set(consumer.assignment())
-                    for tp, records in batches.items():
-                        if records:
-                            await self.process(records)
-                            if self.before_offset_commit is not None:
-                                await self.before_offset_commit()
-                            await consumer.commit({tp: records[-1].offset + 1})
-                            self._update_lag(consumer, tp, records[-1].offset)
+                    fetched = {tp: records for tp, records in batches.items() if records}
+                    if not fetched:
+                        continue
+                    # One transaction for the whole fetch: each partition's records stay in
+                    # order; order across partitions carries no meaning.
+                    await self.process([r for records in fetched.values() for r in records])
+                    if self.before_offset_commit is not None:
+                        await self.before_offset_commit()
+                    await consumer.commit(
+                        {tp: records[-1].offset + 1 for tp, records in fetched.items()}
+                    )
+                    for tp, records in fetched.items():
+                        self._update_lag(consumer, tp, records[-1].offset)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
