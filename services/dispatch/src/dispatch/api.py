@@ -22,6 +22,7 @@ from claimdesk.events.dispatch import (
     SurveyorShiftEnded,
     SurveyorShiftStarted,
 )
+from claimdesk.mainland import Phone
 from claimdesk.service import Runtime
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -108,7 +109,7 @@ class SurveyorIn(BaseModel):
         },
     )
     name: str = Field(min_length=1, max_length=100, description="full name / 姓名")
-    phone: str = Field(pattern=r"^\+?[0-9][0-9 -]{5,19}$", description="mobile number / 手机号")
+    phone: Phone = Field(description="mobile number / 手机号")
     team: str = Field(min_length=1, max_length=60, description="survey team / 查勘组")
     skills: list[Skill] = Field(min_length=1, description="what they may survey / 技能")
     regions: list[str] = Field(
@@ -128,7 +129,7 @@ class SurveyorPatch(BaseModel):
         json_schema_extra={"examples": [{"capacity": 4, "regions": ["浦东新区", "闵行区"]}]},
     )
     name: str | None = Field(None, min_length=1, max_length=100)
-    phone: str | None = Field(None, pattern=r"^\+?[0-9][0-9 -]{5,19}$")
+    phone: Phone | None = None
     team: str | None = Field(None, min_length=1, max_length=60)
     skills: list[Skill] | None = Field(None, min_length=1)
     regions: list[str] | None = None

@@ -8,13 +8,13 @@ A new policy is a new function with a new `version`; `POLICIES` maps versions to
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from claimdesk.events.dispatch import Candidate
+from claimdesk.mainland import distance_km
 
 VERSION = "balanced-v1"
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
@@ -122,14 +122,6 @@ def required_skills(loss_type: str, injuries: bool = False, description: str = "
     return needed
 
 
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    r = 6371.0088
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * r * math.asin(math.sqrt(a))
-
-
 def travel_minutes(km: float) -> float:
     return km * DETOUR / URBAN_KMH * 60.0
 
@@ -168,7 +160,7 @@ def _cost(
     factors: dict[str, float] = {}
     travel_cost = 0.0
     if has_loc:
-        km = haversine_km(s.lat, s.lon, job.lat, job.lon)  # type: ignore[arg-type]
+        km = distance_km(s.lat, s.lon, job.lat, job.lon)  # type: ignore[arg-type]
         minutes = travel_minutes(km)
         travel_cost = minutes / 30.0 * W_TRAVEL
         if explain:
