@@ -1,9 +1,14 @@
-"""The outbox relay: publishes committed outbox rows to Kafka in commit order, then deletes them.
+"""The outbox relay: publishes committed outbox rows to Kafka in order, then deletes them.
 
 - Only one relay per service publishes at a time (a Postgres advisory lock); other replicas
   wait as hot standbys, so per-key order holds with several replicas.
-- Rows are read in commit order below the oldest running transaction (see eventstore), so a
-  slow transaction's rows are never overtaken by rows committed after it.
+- Rows are read in outbox-id order among those committed, and deleted once published. Unlike a
+  position-tracking reader (`EventStore.read_all`), the relay cannot skip a slow committer:
+  whatever it has not seen stays in the table for the next pass. Causal order holds: an append
+  that depends on another started after that one committed, so it has a higher id and is
+  visible only when the earlier one is. The relay therefore does not wait for the oldest
+  running transaction in the cluster, and one service's long transaction (an analytics fold
+  batch, say) never delays another service's events.
 - A batch is deleted only after the broker acknowledged every message in it (acks=all). If
   the broker is unreachable the relay backs off and retries the same rows: nothing is lost
   and nothing is reordered; a retry may publish a message twice, which consumers absorb by
@@ -30,15 +35,13 @@ from claimdesk.telemetry import extract_context, tracer
 
 log = logging.getLogger(__name__)
 
-# The oldest committed appends (below every running transaction), with their events in order.
+# The oldest committed appends, with their events in order.
 _BATCH_SQL = f"""
 SELECT o.id AS outbox_id, {read_columns("e")}
-FROM (SELECT id, tx_id, first_position, last_position FROM outbox
-      WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
-      ORDER BY tx_id, id LIMIT $1) o
+FROM (SELECT id, tx_id, first_position, last_position FROM outbox ORDER BY id LIMIT $1) o
 JOIN events e ON e.tx_id = o.tx_id
              AND e.global_position BETWEEN o.first_position AND o.last_position
-ORDER BY o.tx_id, o.id, e.global_position
+ORDER BY o.id, e.global_position
 """
 
 

@@ -217,3 +217,30 @@ async def test_failing_event_and_malformed_message_go_to_dead_letters(settings: 
         errors = {r["key"]: r for r in rows}
         assert errors["poison"]["attempts"] == 3 and "cannot fold this" in errors["poison"]["error"]
         assert "undecodable" in errors["ok-1"]["error"]
+
+
+async def test_relay_is_not_held_back_by_another_long_transaction(settings: Settings) -> None:
+    """A long transaction elsewhere in the cluster (another service's fold, say) must not delay
+    publishing; the slow transaction's own rows follow when it commits."""
+    await ensure_topics(settings)
+    async with store_in_schema(settings) as (pool, store):
+        relay = relay_for(pool, settings)
+        task = asyncio.create_task(relay.run())
+        slow = await pool.acquire()
+        try:
+            tx = slow.transaction()
+            await tx.start()
+            await store.append(slow, "slow-case", [case_reported("slow-case")], 0)
+            async with pool.acquire() as conn:
+                await store.append(conn, "fast-case", [case_reported("fast-case")], 0)
+            await eventually(lambda: relay.published == 1, timeout=5)  # not waiting for `slow`
+            await tx.commit()
+            await eventually(lambda: relay.published == 2, timeout=5)
+        finally:
+            await pool.release(slow)
+            task.cancel()
+        records = await read_topic(settings, settings.topic("intake"), 2)
+    assert {r.key.decode() for r in records} == {
+        "fast-case",
+        "slow-case",
+    }  # other partitions: any order
