@@ -713,53 +713,42 @@ def _step(name: str, p: Principal, body: StepIn | None = None) -> domain.Step:
 StepRoles = Annotated[Principal, Depends(require_roles(*DISPATCH_ROLES, "surveyor"))]
 
 
-@router.post(
-    "/v1/jobs/{job_id}/ack",
-    tags=["jobs"],
-    summary="Acknowledge receipt (收到)",
-    description="The surveyor confirms they got the job; stops the ack deadline. After a "
-    "reassignment the old surveyor gets 409 saying the job moved.",
-    responses=_job_responses(),
-)
-async def ack(
-    job_id: str, request: Request, p: StepRoles, body: StepIn | None = None
-) -> dict[str, Any]:
-    set_actor(p.actor)
-    return await handlers.job_step(
-        rt_of(request), job_id, _step("ack", p), body.device_time if body else None
-    )
+def _simple_step(step: str, summary: str, description: str) -> None:
+    """Register POST /v1/jobs/{job_id}/<step>: a lifecycle step with only a device time."""
+
+    async def endpoint(
+        job_id: str, request: Request, p: StepRoles, body: StepIn | None = None
+    ) -> dict[str, Any]:
+        set_actor(p.actor)
+        return await handlers.job_step(
+            rt_of(request), job_id, _step(step, p), body.device_time if body else None
+        )
+
+    endpoint.__name__ = step.replace("-", "_")
+    router.post(
+        f"/v1/jobs/{{job_id}}/{step}",
+        tags=["jobs"],
+        summary=summary,
+        description=description,
+        responses=_job_responses(),
+    )(endpoint)
 
 
-@router.post(
-    "/v1/jobs/{job_id}/en-route",
-    tags=["jobs"],
-    summary="On my way (出发)",
-    description="SurveyorEnRoute; the customer gets a text that the surveyor is coming.",
-    responses=_job_responses(),
-)
-async def en_route(
-    job_id: str, request: Request, p: StepRoles, body: StepIn | None = None
-) -> dict[str, Any]:
-    set_actor(p.actor)
-    return await handlers.job_step(
-        rt_of(request), job_id, _step("en-route", p), body.device_time if body else None
-    )
-
-
-@router.post(
-    "/v1/jobs/{job_id}/arrived",
-    tags=["jobs"],
-    summary="Arrived (到达现场)",
-    description="SurveyorArrived at the scene or repair shop.",
-    responses=_job_responses(),
-)
-async def arrived(
-    job_id: str, request: Request, p: StepRoles, body: StepIn | None = None
-) -> dict[str, Any]:
-    set_actor(p.actor)
-    return await handlers.job_step(
-        rt_of(request), job_id, _step("arrived", p), body.device_time if body else None
-    )
+for _step_name, _summary, _description in (
+    (
+        "ack",
+        "Acknowledge receipt (收到)",
+        "The surveyor confirms they got the job; stops the ack deadline. After a "
+        "reassignment the old surveyor gets 409 saying the job moved.",
+    ),
+    (
+        "en-route",
+        "On my way (出发)",
+        "SurveyorEnRoute; the customer gets a text that the surveyor is coming.",
+    ),
+    ("arrived", "Arrived (到达现场)", "SurveyorArrived at the scene or repair shop."),
+):
+    _simple_step(_step_name, _summary, _description)
 
 
 @router.post(
