@@ -146,8 +146,10 @@ class Launcher:
             url = self.settings.url(name)
             say(f"  {name:<11} {url}   docs {url}/docs")
         say(f"  dashboard   {self.settings.url('analytics')}/")
-        for creds in sorted(self.data_dir.glob("credentials-*.txt")):
-            say("\n" + creds.read_text().rstrip())
+        for name in SERVICES:  # intake first: it owns the staff the others refer to
+            creds = self.data_dir / f"credentials-{name}.txt"
+            if creds.exists():
+                say("\n" + creds.read_text().rstrip())
         say(f"\nlogs in {self.data_dir / 'logs'}; Ctrl-C stops everything.")
 
     def watch(self) -> int:

@@ -112,4 +112,6 @@ async def test_demo_seeds_the_roster_once_and_writes_credentials(
             assert len(teams) == 8 and sum(t["surveyors"] for t in teams) == 60
             assert all(t["capacity"] == 3 * t["surveyors"] for t in teams)
     creds = (demo.data_dir / "credentials-dispatch.txt").read_text()
-    assert "dispatcher token" in creds and creds.count("surveyor S-DEMO-") == 5
+    assert "/board" in creds
+    assert creds.count("surveyor S-DEMO-") == 5
+    assert "(D001):" not in creds  # staff identities belong to intake

@@ -65,7 +65,7 @@ async def write_demo_credentials(rt: Runtime) -> None:
     credentials list carries the tokens (every service verifies them with the shared secret)."""
     base = rt.settings.url("complaints")
     lines = [
-        "# complaints: sign in with an agent or supervisor token from intake's list above",
+        "# complaints: sign in with an agent or supervisor token from intake's list",
         f"agent worklist  : {base}/agent",
         f"customer form   : {base}/complaint-form",
     ]
