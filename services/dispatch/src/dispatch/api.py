@@ -747,6 +747,7 @@ for _step_name, _summary, _description in (
         "SurveyorEnRoute; the customer gets a text that the surveyor is coming.",
     ),
     ("arrived", "Arrived (到达现场)", "SurveyorArrived at the scene or repair shop."),
+    ("close", "Close the job (结案)", "CaseClosed: the field work is finished."),
 ):
     _simple_step(_step_name, _summary, _description)
 
@@ -765,22 +766,6 @@ async def complete(
     body = body or CompleteIn()
     return await handlers.job_step(
         rt_of(request), job_id, _step("complete", p, body), body.device_time
-    )
-
-
-@router.post(
-    "/v1/jobs/{job_id}/close",
-    tags=["jobs"],
-    summary="Close the job (结案)",
-    description="CaseClosed: the field work is finished.",
-    responses=_job_responses(),
-)
-async def close(
-    job_id: str, request: Request, p: StepRoles, body: StepIn | None = None
-) -> dict[str, Any]:
-    set_actor(p.actor)
-    return await handlers.job_step(
-        rt_of(request), job_id, _step("close", p), body.device_time if body else None
     )
 
 
