@@ -20,6 +20,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+OWNER_FILE = "owner.pid"
+
 
 def ensure_runtime_dir() -> None:
     """platformdirs (used by both wheels) wants XDG_RUNTIME_DIR; give it a private one."""
@@ -65,7 +67,35 @@ class EmbeddedPostgres:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         server = get_server(self.data_dir, cleanup_mode="stop")
         self._server = server
+        (self.data_dir.parent / OWNER_FILE).write_text(str(os.getpid()))
         return str(server.get_uri())
+
+    @staticmethod
+    def sweep_stale(root: Path | None = None, prefix: str = "claimdesk-") -> list[Path]:
+        """Stop and remove throwaway servers (`<root>/<prefix>*/pg`) whose owning process is gone.
+
+        pg_ctl daemonises Postgres, so a test run or benchmark killed with SIGKILL leaves its
+        server running; the next run calls this first. Only directories carrying the owner
+        file written by `start` are touched. Returns the directories removed."""
+        removed: list[Path] = []
+        for owner in sorted((root or Path(tempfile.gettempdir())).glob(f"{prefix}*/{OWNER_FILE}")):
+            try:
+                os.kill(int(owner.read_text().strip()), 0)
+                continue  # the owner still runs
+            except ProcessLookupError:
+                pass
+            except (ValueError, OSError):
+                continue
+            pidfile = owner.parent / "pg" / "postmaster.pid"
+            with contextlib.suppress(OSError, ValueError, ProcessLookupError):
+                pid = int(pidfile.read_text().splitlines()[0])
+                os.kill(pid, signal.SIGINT)  # fast shutdown
+                for _ in range(100):
+                    os.kill(pid, 0)
+                    time.sleep(0.05)
+            shutil.rmtree(owner.parent, ignore_errors=True)
+            removed.append(owner.parent)
+        return removed
 
     def stop(self) -> None:
         if self._server is not None:

@@ -52,3 +52,23 @@ def test_event_catalogue_document_is_current() -> None:
     doc = ROOT / "docs" / "events.md"
     assert doc.exists(), "run `make docs`"
     assert doc.read_text() == render_markdown(), "docs/events.md is stale: run `make docs`"
+
+
+def test_sweep_stops_a_server_whose_owner_died(tmp_path: Path) -> None:
+    from claimdesk.embedded import OWNER_FILE, EmbeddedPostgres, port_open  # noqa: F401
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    live_dir, stale_dir = tmp_path / "claimdesk-live", tmp_path / "claimdesk-stale"
+    stale = EmbeddedPostgres(stale_dir / "pg")
+    stale.start()
+    pid = int((stale_dir / "pg" / "postmaster.pid").read_text().splitlines()[0])
+    (stale_dir / OWNER_FILE).write_text(str(dead.pid))  # as if its test run had been killed
+    stale._server = None
+    live_dir.mkdir()
+    (live_dir / OWNER_FILE).write_text(str(os.getpid()))
+    assert EmbeddedPostgres.sweep_stale(tmp_path) == [stale_dir]
+    assert not stale_dir.exists()
+    assert live_dir.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -44,6 +44,7 @@ def pg_url() -> Iterator[str]:
     if external:
         yield external
         return
+    EmbeddedPostgres.sweep_stale()  # servers left by killed runs
     tmp = Path(tempfile.mkdtemp(prefix="claimdesk-pg-"))
     pg = EmbeddedPostgres(tmp / "pg")
     url = pg.start()
