@@ -7,9 +7,9 @@ import io
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from claimdesk.auth import STAFF_ROLES, Principal, require_roles
+from claimdesk.auth import AnyStaff
 from claimdesk.errors import InvalidInput, NotFound
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -18,7 +18,7 @@ from analytics.history import case_history, case_state
 from analytics.settings import AnalyticsSettings
 
 router = APIRouter()
-Staff = Annotated[Principal, Depends(require_roles(*STAFF_ROLES))]
+Staff = AnyStaff
 
 From = Annotated[date | None, Query(alias="from", description="first day (inclusive), YYYY-MM-DD")]
 To = Annotated[date | None, Query(description="last day (inclusive), YYYY-MM-DD")]

@@ -15,10 +15,17 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from claimdesk.auth import STAFF_ROLES, Principal, admin_matches, require_roles, verify_token
+from claimdesk.auth import (
+    STAFF_ROLES,
+    AnyStaff,
+    Principal,
+    admin_matches,
+    require_roles,
+    verify_token,
+)
 from claimdesk.errors import Forbidden, Unauthorized
 from claimdesk.service import Runtime
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from sse_starlette.sse import EventSourceResponse
 
@@ -251,9 +258,7 @@ async def page() -> HTMLResponse:
         }
     },
 )
-async def dashboard_snapshot(
-    request: Request, _: Annotated[Principal, Depends(require_roles(*STAFF_ROLES))]
-) -> dict[str, Any]:
+async def dashboard_snapshot(request: Request, _: AnyStaff) -> dict[str, Any]:
     return await snapshot(request.app.state.runtime)
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from claimdesk.auth import STAFF_ROLES, Principal, require_roles
+from claimdesk.auth import AnyStaff, Principal, require_roles
 from claimdesk.context import set_actor
 from claimdesk.errors import Conflict, InvalidInput, NotFound
 from claimdesk.events.complaints import ComplaintReceived
@@ -41,7 +41,7 @@ from complaints.settings import ComplaintsSettings
 from complaints.sla import SlaPolicy
 
 router = APIRouter()
-Staff = Annotated[Principal, Depends(require_roles(*STAFF_ROLES))]
+Staff = AnyStaff
 Leads = Annotated[Principal, Depends(require_roles("supervisor", "manager"))]
 ComplaintId = Annotated[str, Path(pattern=CASE_ID, description="complaint id 投诉编号")]
 PolicyName = Annotated[
