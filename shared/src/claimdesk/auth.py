@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
@@ -135,14 +135,4 @@ def require_roles(*roles: str) -> Callable[[Request], Principal]:
     return dep
 
 
-def roles(*names: str) -> object:
-    """`Annotated[Principal, roles("agent", ...)]`-style dependency marker."""
-    return Depends(require_roles(*names))
-
-
 AnyStaff = Annotated[Principal, Depends(require_roles(*STAFF_ROLES))]
-Admin = Annotated[Principal, Depends(require_roles())]
-
-
-def any_of(values: Iterable[str]) -> str:
-    return ", ".join(sorted(values))

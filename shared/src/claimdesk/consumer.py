@@ -37,13 +37,6 @@ BatchHandler = Callable[[asyncpg.Connection, list[Envelope]], Awaitable[None]]
 Decoder = Callable[[bytes], Envelope]
 
 
-class _Poison(Exception):
-    def __init__(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
-        super().__init__(error)
-        self.record = record
-        self.error = error
-
-
 @dataclass
 class ConsumerSpec:
     """What a service consumes: a name (its position and dedupe namespace), topics, a handler."""

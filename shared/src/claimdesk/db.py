@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
@@ -74,13 +73,6 @@ async def migrate(
             )
             applied_now.append(f"{m.component}/{m.version:04d}_{m.name}")
     return applied_now
-
-
-def jsonable(value: Any) -> Any:
-    """Round-trip through JSON so pydantic models, datetimes and UUIDs store as jsonb."""
-    from pydantic_core import to_jsonable_python
-
-    return to_jsonable_python(value)
 
 
 CORE_MIGRATIONS: list[Migration] = [
