@@ -10,6 +10,10 @@ A handler that keeps failing is retried `max_attempts` times with backoff, then 
 goes to `dead_letters` with its error and the partition moves on. A message that cannot be
 decoded goes there at once.
 
+Messages whose `event_type` header names a type the consumer does not handle are skipped
+before decoding, with no database work (a fetch of only such messages commits its offsets and
+nothing else).
+
 Batches: the consumer first tries a whole fetched batch in one transaction (fast path); if any
 handler fails, the batch is rolled back and replayed one message per transaction.
 """
@@ -159,10 +163,25 @@ class EventConsumer:
         except Exception as exc:
             return _Decoded(record, None, f"undecodable message: {exc!r}"[:2000])
 
+    def _unwanted(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """A message whose `event_type` header names a type this consumer does not handle.
+
+        Skipped before decoding and without a mark: it has no effect, so handling it again
+        after a redelivery is the same no-op. A message without the header is decoded."""
+        if self.spec.event_types is None:
+            return False
+        event_type = _header(record, "event_type")
+        return event_type is not None and event_type not in self.spec.event_types
+
     async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Handle one fetched batch: all in one transaction, else one by one."""
         self.stats.batches += 1
-        decoded = [self._decode(r) for r in records]
+        wanted = [r for r in records if not self._unwanted(r)]
+        if len(wanted) < len(records):
+            EVENTS_CONSUMED.labels(self.service, self.spec.name, "ignored").inc(
+                len(records) - len(wanted)
+            )
+        decoded = [self._decode(r) for r in wanted]
         if len(decoded) > 1 and all(d.envelope is not None for d in decoded):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():

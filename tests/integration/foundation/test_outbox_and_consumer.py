@@ -244,3 +244,53 @@ async def test_relay_is_not_held_back_by_another_long_transaction(settings: Sett
         "fast-case",
         "slow-case",
     }  # other partitions: any order
+
+
+async def test_unwanted_types_are_skipped_before_decoding(settings: Settings) -> None:
+    """A consumer that handles some types skips the others by their header: no decoding, no
+    mark, no dead letter; a message without the header is still decoded."""
+    await ensure_topics(settings)
+    topic = settings.topic("intake")
+    async with store_in_schema(settings, "analytics") as (pool, store):
+        handled: list[str] = []
+
+        async def handler(conn: asyncpg.Connection, env: Envelope) -> None:
+            handled.append(env.event_type)
+
+        spec = ConsumerSpec(
+            "picky",
+            [topic],
+            handler,
+            event_types=frozenset({"CaseReported"}),
+            group_id=f"{settings.topic_prefix}picky",
+        )
+        consumer = EventConsumer(spec, pool, lambda g: make_consumer(settings, g), service="t")
+        async with pool.acquire() as conn:
+            for c in range(3):
+                await store.append(
+                    conn, f"p{c}", [case_reported(f"p{c}"), corrected(f"p{c}", 1)], 0
+                )
+        producer = make_producer(settings, "t-raw")
+        await producer.start()
+        try:
+            await republish(pool, store, producer, service="intake")
+            # an unwanted type by its header: never decoded, so its bad body does no harm
+            await producer.send(
+                topic, b"{not json", key=b"p0", headers=[("event_type", b"CaseDetailsCorrected")]
+            )
+            # no header: decoded, and so dead-lettered
+            await (await producer.send(topic, b"{not json either", key=b"p1"))
+        finally:
+            await producer.stop()
+        task = asyncio.create_task(consumer.run())
+        try:
+            await eventually(lambda: consumer.stats.dead_lettered == 1, timeout=20)
+            await eventually(lambda: len(handled) == 3, timeout=10)
+        finally:
+            task.cancel()
+        async with pool.acquire() as conn:
+            marks = await conn.fetchval("SELECT count(*) FROM processed_events")
+            letters = await conn.fetch("SELECT key, error FROM dead_letters")
+    assert handled == ["CaseReported"] * 3
+    assert marks == 3  # the handled events only: skipped ones leave no mark
+    assert [r["key"] for r in letters] == ["p1"]
