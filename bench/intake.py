@@ -336,7 +336,7 @@ async def main(quick: bool = False) -> str:
     ratio = o_rps / b_rps if b_rps else float("nan")
     lines = [
         "Intake `POST /v1/cases` (insurer API key, validation, idempotency and duplicate checks, "
-        "CaseReported + DocumentRequested events with outbox rows, read model, relay to the broker "
+        "CaseReported + one DocumentRequested event with the outbox row, read model, relay to the broker "
         "in the same process) against a bare FastAPI + asyncpg endpoint inserting one row. Both "
         f"under uvicorn (1 worker, pool {POOL_MAX}) on the same embedded Postgres; load from a "
         f"separate process (httpx, {concurrency} keep-alive connections, {duration:.0f} s per run, "

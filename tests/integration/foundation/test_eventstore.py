@@ -174,6 +174,32 @@ async def test_stored_v1_event_is_read_as_v2(settings: Settings) -> None:
         assert REGISTRY.decode(json.dumps(wire)).payload == env.payload
 
 
+async def test_stored_v1_document_requests_are_read_as_one_item_lists(settings: Settings) -> None:
+    from claimdesk.events.intake import DocumentRequested, RequestedDocument
+
+    async with store_in_schema(settings) as (pool, store), pool.acquire() as conn:
+        for seq, (code, name) in enumerate(
+            [("claim_form", "索赔申请书"), ("id_card", "身份证")], 1
+        ):
+            await conn.execute(
+                """INSERT INTO events (stream_id, sequence, event_id, event_type, schema_version,
+                                       occurred_at, recorded_at, producer, correlation_id, key,
+                                       payload)
+                   VALUES ('case-d1', $1, $2, 'DocumentRequested', 1, now(), now(), 'intake', $3,
+                           'case-d1', $4::jsonb::json)""",
+                seq,
+                uuid.uuid4(),
+                uuid.uuid4(),
+                {"case_id": "case-d1", "document_code": code, "document_name": name},
+            )
+        envs = await store.read_stream(conn, "case-d1")
+    assert [e.schema_version for e in envs] == [2, 2]
+    assert [e.payload for e in envs] == [
+        DocumentRequested(case_id="case-d1", documents=[RequestedDocument(code=c, name=n)])
+        for c, n in [("claim_form", "索赔申请书"), ("id_card", "身份证")]
+    ]
+
+
 async def test_migrations_upgrade_an_older_database_in_place(settings: Settings) -> None:
     assert settings.database_url
     schema = settings.schema_name("upgrade")

@@ -76,7 +76,8 @@ async def test_a_valid_case_is_201_with_the_case_and_its_events(start_service) -
             events = await svc.runtime.store.read_stream(conn, f"case-{out['case_id']}")
         assert isinstance(events[0].payload, CaseReported)
         assert events[0].actor == "insurer:PICC"
-        assert {type(e.payload) for e in events[1:]} == {DocumentRequested}
+        assert [type(e.payload) for e in events[1:]] == [DocumentRequested]
+        assert {d.code for d in events[1].payload.documents} == set(case["missing_documents"])
         assert case["version"] == len(events)
 
         # other accepted formats: new-energy large, landline, repair shop, region given

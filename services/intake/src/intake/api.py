@@ -130,7 +130,7 @@ hooks = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
         "An insurer posts a case with its API key (`Authorization: Bearer cdk_...`). "
         "Repeats with the same `Idempotency-Key`, or the same `report_no`, return the first "
         "case with 200 and never create a second; the same key with a different body is 409. "
-        "Creates `CaseReported`, `DocumentRequested` per required document, and "
+        "Creates `CaseReported`, one `DocumentRequested` listing the required documents, and "
         "`DuplicateCaseLinked` when the same plate and loss time arrived from another channel "
         "or insurer."
     ),

@@ -22,6 +22,7 @@ from claimdesk.events.intake import (
     DocumentRequested,
     DuplicateCaseLinked,
     OwnershipHandedOver,
+    RequestedDocument,
 )
 from claimdesk.eventstore import ANY, ConcurrencyConflict
 from claimdesk.service import Runtime
@@ -356,10 +357,13 @@ async def _register(
         items = await documents.cached_checklist(rt, conn, ev.insurer_code, ev.loss_type)
         dup = await _find_duplicate(conn, ev, isettings(rt).duplicate_window_s)
         events: list[Event] = [ev]
-        events += [
-            DocumentRequested(case_id=ev.case_id, document_code=i["code"], document_name=i["name"])
-            for i in items
-        ]
+        if items:
+            events.append(
+                DocumentRequested(
+                    case_id=ev.case_id,
+                    documents=[RequestedDocument(code=i["code"], name=i["name"]) for i in items],
+                )
+            )
         if dup is not None:
             events.append(
                 DuplicateCaseLinked(

@@ -109,6 +109,10 @@ class Registry:
     def all(self) -> list[type[Event]]:
         return sorted(self._types.values(), key=lambda c: (c.context, c.event_type))
 
+    def upcasters(self, event_type: str) -> list[tuple[int, Upcaster]]:
+        """The registered upcasters of a type, oldest version first."""
+        return sorted((v, fn) for (t, v), fn in self._upcasters.items() if t == event_type)
+
     def upcast(self, event_type: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
         cls = self.get(event_type)
         if version > cls.schema_version:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from claimdesk.events.base import REGISTRY, Event
 
@@ -113,13 +113,28 @@ class DiscrepancyResolved(IntakeEvent):
     resolved_by: str
 
 
+class RequestedDocument(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    code: str = Field(description="document code in the insurer's checklist")
+    name: str = Field(description="document name shown to agents (单证名称)")
+
+
 class DocumentRequested(IntakeEvent):
-    """A document (单证) the insurer requires for this loss type was asked for."""
+    """Documents (单证) the insurer requires for this loss type were asked for, in one request."""
 
     event_type = "DocumentRequested"
+    schema_version = 2
     case_id: str
-    document_code: str
-    document_name: str
+    documents: list[RequestedDocument] = Field(min_length=1)
+
+
+@REGISTRY.upcaster("DocumentRequested", 1)
+def _document_requested_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 was one event per document; v2 lists every document of one request."""
+    return {
+        "case_id": payload["case_id"],
+        "documents": [{"code": payload["document_code"], "name": payload["document_name"]}],
+    }
 
 
 class DocumentReceived(IntakeEvent):
