@@ -21,7 +21,9 @@ handler fails, the batch is rolled back and replayed one message per transaction
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -55,6 +57,9 @@ class ConsumerSpec:
     batch_handler: BatchHandler | None = None
     # Optional: decode a message's bytes (default REGISTRY.decode).
     decoder: Decoder | None = None
+    # Optional: decode the next fetch while the previous one's transaction runs. Fetches still
+    # commit one at a time, in order, each fetch's offsets only after its database commit.
+    pipelined: bool = False
 
 
 @dataclass
@@ -112,22 +117,7 @@ class EventConsumer:
                 consumer.subscribe(list(self.spec.topics))
                 self.running = True
                 backoff = 0.2
-                while True:
-                    batches = await consumer.getmany(timeout_ms=200)
-                    self.stats.assigned = set(consumer.assignment())
-                    fetched = {tp: records for tp, records in batches.items() if records}
-                    if not fetched:
-                        continue
-                    # One transaction for the whole fetch: each partition's records stay in
-                    # order; order across partitions carries no meaning.
-                    await self.process([r for records in fetched.values() for r in records])
-                    if self.before_offset_commit is not None:
-                        await self.before_offset_commit()
-                    await consumer.commit(
-                        {tp: records[-1].offset + 1 for tp, records in fetched.items()}
-                    )
-                    for tp, records in fetched.items():
-                        self._update_lag(consumer, tp, records[-1].offset)
+                await self._consume(consumer)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -145,6 +135,53 @@ class EventConsumer:
                     await asyncio.wait_for(consumer.stop(), timeout=5)
                 except Exception as exc:
                     log.debug("consumer stop failed", extra={"cd_error": repr(exc)})
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        inflight: asyncio.Task[None] | None = None  # the previous fetch (pipelined specs)
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=200)
+                self.stats.assigned = set(consumer.assignment())
+                fetched = {tp: records for tp, records in batches.items() if records}
+                if not fetched:
+                    if inflight is not None and inflight.done():
+                        await inflight  # raises its error, if any
+                        inflight = None
+                    continue
+                # One transaction for the whole fetch: each partition's records stay in
+                # order; order across partitions carries no meaning.
+                records = [r for records in fetched.values() for r in records]
+                if not self.spec.pipelined:
+                    await self._process_and_commit(consumer, fetched, records, None)
+                    continue
+                decoded: list[_Decoded] = []
+                for i in range(0, len(records), 256):  # let the previous fetch's queries go on
+                    decoded += self._prepare(records[i : i + 256])
+                    await asyncio.sleep(0)
+                if inflight is not None:
+                    await inflight
+                inflight = asyncio.create_task(
+                    self._process_and_commit(consumer, fetched, records, decoded)
+                )
+        finally:
+            if inflight is not None and not inflight.done():
+                inflight.cancel()
+                with contextlib.suppress(BaseException):
+                    await inflight
+
+    async def _process_and_commit(
+        self,
+        consumer: AIOKafkaConsumer,
+        fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        records: list[ConsumerRecord[bytes, bytes]],
+        decoded: list[_Decoded] | None,
+    ) -> None:
+        await self.process(records, decoded)
+        if self.before_offset_commit is not None:
+            await self.before_offset_commit()
+        await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in fetched.items()})
+        for tp, rs in fetched.items():
+            self._update_lag(consumer, tp, rs[-1].offset)
 
     def _update_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
         end = consumer.highwater(tp)
@@ -173,15 +210,25 @@ class EventConsumer:
         event_type = _header(record, "event_type")
         return event_type is not None and event_type not in self.spec.event_types
 
-    async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """Handle one fetched batch: all in one transaction, else one by one."""
-        self.stats.batches += 1
+    def _prepare(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[_Decoded]:
+        """Decode the messages of types this consumer handles (count the others ignored)."""
         wanted = [r for r in records if not self._unwanted(r)]
         if len(wanted) < len(records):
             EVENTS_CONSUMED.labels(self.service, self.spec.name, "ignored").inc(
                 len(records) - len(wanted)
             )
-        decoded = [self._decode(r) for r in wanted]
+        return [self._decode(r) for r in wanted]
+
+    async def process(
+        self,
+        records: Sequence[ConsumerRecord[bytes, bytes]],
+        decoded: list[_Decoded] | None = None,
+    ) -> None:
+        """Handle one fetched batch (`decoded`: its messages already prepared): all in one
+        transaction, else one by one."""
+        self.stats.batches += 1
+        if decoded is None:
+            decoded = self._prepare(records)
         if len(decoded) > 1 and all(d.envelope is not None for d in decoded):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
@@ -189,8 +236,8 @@ class EventConsumer:
                         outcomes = await self._handle_batch(conn, decoded)
                     else:
                         outcomes = [await self._handle(conn, d) for d in decoded]
-                for outcome in outcomes:
-                    self._count(outcome)
+                for outcome, n in Counter(outcomes).items():
+                    self._count(outcome, n)
                 return
             except (asyncpg.InterfaceError, OSError, ConnectionError):
                 raise
@@ -230,12 +277,12 @@ class EventConsumer:
                     await asyncio.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
         await self._dead_letter(d, error, self.max_attempts)
 
-    def _count(self, outcome: str) -> None:
+    def _count(self, outcome: str, n: int = 1) -> None:
         if outcome == "handled":
-            self.stats.handled += 1
+            self.stats.handled += n
         elif outcome == "duplicate":
-            self.stats.skipped_duplicates += 1
-        EVENTS_CONSUMED.labels(self.service, self.spec.name, outcome).inc()
+            self.stats.skipped_duplicates += n
+        EVENTS_CONSUMED.labels(self.service, self.spec.name, outcome).inc(n)
 
     async def _handle(self, conn: asyncpg.Connection, d: _Decoded) -> str:
         """Mark and handle one event on `conn`; the outcome counts once the transaction commits."""
