@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import random
@@ -405,8 +406,16 @@ async def main(quick: bool = False) -> str:
 
         await republish_all(settings, ["intake", "dispatch", "complaints"], 0, quiet=True)
         gen_s = time.perf_counter() - t0
-        raw_rate = await raw_kafka_read(settings, n_fold)
-        ours_rate = await fold_rate(settings, n_fold)
+        # Both reads with the collector thresholds the analytics service sets at start.
+        from analytics.consumers import tune_gc
+
+        thresholds = gc.get_threshold()
+        tune_gc()
+        try:
+            raw_rate = await raw_kafka_read(settings, n_fold)
+            ours_rate = await fold_rate(settings, n_fold)
+        finally:
+            gc.set_threshold(*thresholds)
 
         # Top the stores up to the rebuild size (the fold above already built live tables).
         n_total = n_fold + await generate(pools, max(0, rebuild_n - n_fold), first_case=10_000_000)

@@ -255,3 +255,58 @@ def test_raw_payload_fast_path_folds_like_typed_events() -> None:
     assert fast.event_id == typed.event_id and fast.occurred_at == typed.occurred_at
     assert fold_job(None, fast, CFG) == fold_job(None, typed, CFG)
     assert fold_job(None, fast, CFG)[0]["ack_due_at"] == due
+
+
+def _wire(typed: Envelope, trace_context: dict[str, str] | None = None) -> bytes:
+    """The message the outbox relay publishes for `typed` (claimdesk.eventstore.wire_message)."""
+    from claimdesk.eventstore import wire_message
+
+    row = typed.model_dump(exclude={"payload"})
+    row["payload"] = typed.payload.model_dump_json()
+    row["trace_context"] = trace_context or {}
+    return wire_message(row)[1]
+
+
+def test_decode_fast_keeps_the_published_payload_text() -> None:
+    import json
+
+    from analytics.codec import RawPayload, decode_fast
+    from analytics.folder import history_row
+
+    e = ie.CaseReported(
+        case_id="C9",
+        insurer_code="PICC",
+        channel="phone",
+        loss_type="injury",
+        loss_time=T0,
+        loss_address="上海市浦东新区",
+        plate="沪A12345",
+        region="浦东",
+        description='a "quoted", "payload": {} and 追尾',
+    )
+    typed = env(e)
+    message = _wire(typed, {"traceparent": "00-abc-def-01", "payload": "x"})
+    fast = decode_fast(message)
+    assert isinstance(fast.payload, RawPayload)
+    assert fast.payload.payload_json == typed.payload.model_dump_json()  # as published
+    assert fast.payload.data == json.loads(message)["payload"]
+    assert fast.event_id == typed.event_id and fast.correlation_id == typed.correlation_id
+    assert fast.trace_context == {"traceparent": "00-abc-def-01", "payload": "x"}
+    row = history_row(fast)
+    assert row["case_id"] == "C9" and row["known"] and row["context"] == "intake"
+
+    # Other layouts (spacing, payload not last) parse whole and give the same envelope.
+    whole = json.loads(message)
+    for other in (
+        json.dumps(whole).encode(),
+        json.dumps({"payload": whole["payload"], **{k: v for k, v in whole.items()}}).encode(),
+        json.dumps(whole, separators=(",", ":")).encode(),
+    ):
+        again = decode_fast(other)
+        assert again.payload.data == fast.payload.data
+        assert json.loads(again.payload.payload_json) == json.loads(fast.payload.payload_json)
+        assert (again.event_id, again.occurred_at, again.key) == (
+            fast.event_id,
+            fast.occurred_at,
+            fast.key,
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from claimdesk.service import Runtime, ServiceDefinition
 
 from analytics.api import router as api_router
-from analytics.consumers import consumer_specs
+from analytics.consumers import consumer_specs, tune_gc
 from analytics.dashboard import background_jobs
 from analytics.dashboard import router as dashboard_router
 from analytics.rebuild import rebuild_if_version_changed
@@ -31,6 +31,7 @@ async def write_demo_credentials(runtime: Runtime) -> None:
 
 async def on_start(runtime: Runtime) -> None:
     runtime.extras.setdefault("analytics_settings", AnalyticsSettings())
+    tune_gc()
     await rebuild_if_version_changed(runtime)
     if runtime.settings.demo:
         await write_demo_credentials(runtime)

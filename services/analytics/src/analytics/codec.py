@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 import asyncpg
+from asyncpg.pgproto.pgproto import UUID as PgUUID
 from claimdesk.events.base import REGISTRY, Envelope, Event, UnknownEvent
 from claimdesk.eventstore import decode_row
 from pydantic import ConfigDict
@@ -112,6 +113,20 @@ class FastEnvelope:
         "stream_id",
         "trace_context",
     )
+    actor: str | None
+    causation_id: UUID | None
+    correlation_id: UUID
+    event_id: UUID
+    event_type: str
+    key: str
+    occurred_at: datetime
+    payload: Any
+    producer: str
+    recorded_at: datetime
+    schema_version: int
+    sequence: int
+    stream_id: str
+    trace_context: dict[str, str]
 
     def __init__(self, **values: Any) -> None:
         for k, v in values.items():
@@ -122,45 +137,93 @@ def _trusted(values: dict[str, Any]) -> Envelope:
     return FastEnvelope(**values)  # type: ignore[return-value]
 
 
+_KINDS: dict[tuple[str, int], tuple[str, bool, bool]] = {}
+"""(event type, version) -> (context, known, needs an upcast): the registry, asked once."""
+
+
+def _kind(event_type: str, version: int) -> tuple[str, bool, bool]:
+    kind = _KINDS.get((event_type, version))
+    if kind is None:
+        try:
+            cls = REGISTRY.get(event_type)
+        except UnknownEvent:
+            kind = ("unknown", False, False)
+        else:
+            if version > cls.schema_version:
+                kind = ("unknown", False, False)
+            else:
+                kind = (cls.context, True, version < cls.schema_version)
+        if len(_KINDS) < 10_000:  # types come from our services' vocabularies: few
+            _KINDS[(event_type, version)] = kind
+    return kind
+
+
 def _raw_payload(event_type: str, version: int, data: dict[str, Any], text: str) -> RawPayload:
-    try:
-        cls = REGISTRY.get(event_type)
-    except UnknownEvent:
-        return RawPayload(data, "unknown", False, text)
-    if version > cls.schema_version:
-        return RawPayload(data, "unknown", False, text)
-    if version < cls.schema_version:
+    context, known, upcast = _kind(event_type, version)
+    if upcast:
         data = REGISTRY.upcast(event_type, version, data)
-    return RawPayload(data, cls.context, True, text)
+    return RawPayload(data, context, known, text)
+
+
+_PAYLOAD_MEMBER = ',"payload":'
+_loads = json.loads
+_scan = json.JSONDecoder().raw_decode  # json.loads without its two whitespace scans
+
+
+def _exactly_one(text: str) -> Any:
+    value, end = _scan(text)
+    if end != len(text):
+        raise ValueError("not exactly one JSON value")
+    return value
+
+
+def _split(text: str) -> tuple[dict[str, Any], Any, str]:
+    """(envelope fields, payload, payload text as published).
+
+    Publishers write the payload last, as stored (`claimdesk.eventstore.wire_message`): its
+    text is then taken as is, with no second encoding. The first `,"payload":` of a JSON text
+    is never inside a string (there its quote would be escaped), and the slice after it must
+    parse as exactly one value up to the closing brace, so anything else (a payload not last,
+    other spacing, a nested key of that name) is parsed whole and the payload dumped again."""
+    at = text.find(_PAYLOAD_MEMBER)
+    if at > 0 and text[-1] == "}":
+        payload_text = text[at + len(_PAYLOAD_MEMBER) : -1]
+        try:
+            return _exactly_one(text[:at] + "}"), _exactly_one(payload_text), payload_text
+        except ValueError:
+            pass
+    raw: dict[str, Any] = _loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError("an envelope must be a JSON object")
+    payload = raw.pop("payload", None)
+    return raw, payload, json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
 def decode_fast(data: bytes | str) -> Envelope:
     """A published envelope with a RawPayload (no model validation): the consumer's and the
-    Kafka rebuild's decoder. The stored history keeps the message text as it came."""
-    raw: dict[str, Any] = json.loads(data)
-    if not isinstance(raw.get("payload"), dict):
+    Kafka rebuild's decoder. The stored history keeps the payload text as it came."""
+    raw, data_, text = _split(data.decode() if isinstance(data, bytes) else data)
+    if not isinstance(data_, dict):
         raise ValueError("envelope without a payload object")
-    text = json.dumps(raw["payload"], ensure_ascii=False, separators=(",", ":"))
-    payload = _raw_payload(raw["event_type"], int(raw["schema_version"]), raw["payload"], text)
+    event_type = raw["event_type"]
+    version = int(raw["schema_version"])
     causation = raw.get("causation_id")
-    return _trusted(
-        {
-            "event_id": UUID(raw["event_id"]),
-            "event_type": raw["event_type"],
-            "schema_version": int(raw["schema_version"]),
-            "stream_id": raw["stream_id"],
-            "sequence": int(raw["sequence"]),
-            "occurred_at": _dt(raw["occurred_at"]),
-            "recorded_at": _dt(raw["recorded_at"]),
-            "producer": raw["producer"],
-            "correlation_id": UUID(raw["correlation_id"]),
-            "causation_id": UUID(causation) if causation else None,
-            "actor": raw.get("actor"),
-            "key": raw["key"],
-            "trace_context": raw.get("trace_context") or {},
-            "payload": payload,
-        }
-    )
+    env = FastEnvelope.__new__(FastEnvelope)
+    env.event_id = PgUUID(raw["event_id"])
+    env.event_type = event_type
+    env.schema_version = version
+    env.stream_id = raw["stream_id"]
+    env.sequence = int(raw["sequence"])
+    env.occurred_at = _dt(raw["occurred_at"])
+    env.recorded_at = _dt(raw["recorded_at"])
+    env.producer = raw["producer"]
+    env.correlation_id = PgUUID(raw["correlation_id"])
+    env.causation_id = PgUUID(causation) if causation else None
+    env.actor = raw.get("actor")
+    env.key = raw["key"]
+    env.trace_context = raw.get("trace_context") or {}
+    env.payload = _raw_payload(event_type, version, data_, text)
+    return env  # type: ignore[return-value]
 
 
 STORE_COLUMNS = (

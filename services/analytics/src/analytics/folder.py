@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from claimdesk.events.base import Envelope
 
-from analytics.codec import case_id_of, is_known, payload_json
+from analytics.codec import RawPayload, case_id_of, is_known, payload_json
 from analytics.projections import BatchFold, FoldConfig, Row, fold_batch, keys_by_table
 from analytics.tables import (
     ALL_TABLES,
@@ -25,6 +25,7 @@ from analytics.tables import (
 )
 
 NOTIFY_CHANNEL = "analytics_changed"
+HISTORY_STAGE = "analytics_history_stage"  # a temporary table, one per connection
 
 
 def _columns(table: Table, rows: list[Row]) -> list[list[Any]]:
@@ -52,7 +53,25 @@ class Folder:
         # wrote so far; a key never written cannot be in the table, so it is not looked up.
         self._written: dict[str, set[str]] | None = {} if fresh_keys else None
         self._upsert = {t.name: t.upsert_sql(self.t(t)) for t in ALL_TABLES}
-        self._history_sql = CASE_EVENTS.insert_sql(self.t(CASE_EVENTS)) + " RETURNING event_id"
+        cols = ", ".join(CASE_EVENTS.column_names)
+        # The live history goes through a per-connection staging table (binary COPY, no array
+        # encoding), then one INSERT .. ON CONFLICT DO NOTHING: its key is the fold's dedupe.
+        self._stage_sql = (
+            "SET LOCAL client_min_messages = warning; "
+            f"CREATE TEMP TABLE IF NOT EXISTS {HISTORY_STAGE} ("
+            + ", ".join(
+                f"{c} {'text' if typ in ('json', 'jsonb') else typ}"
+                for c, typ in CASE_EVENTS.columns
+            )
+            + ") ON COMMIT DELETE ROWS"
+        )
+        self._history_sql = (
+            f"INSERT INTO {self.t(CASE_EVENTS)} ({cols}) SELECT "
+            + ", ".join(
+                f"{c}::{typ}" if typ in ("json", "jsonb") else c for c, typ in CASE_EVENTS.columns
+            )
+            + f" FROM {HISTORY_STAGE} ON CONFLICT DO NOTHING RETURNING event_id"
+        )
         self._escalation_sql = ESCALATIONS.insert_sql(self.t(ESCALATIONS))
         self._load = {
             t.name: (
@@ -83,17 +102,19 @@ class Folder:
         if self.copy_history:
             fresh_envs = [e for e in unique if e.event_id not in self._seen]
             self._seen.update(e.event_id for e in fresh_envs)
-            cols = CASE_EVENTS.column_names
             await conn.copy_records_to_table(
                 self.t(CASE_EVENTS),
-                records=[tuple(history_row(e).values()) for e in fresh_envs],
-                columns=cols,
+                records=[history_record(e) for e in fresh_envs],
+                columns=CASE_EVENTS.column_names,
             )
             return fresh_envs
-        rows = [history_row(e) for e in unique]
-        fresh = {
-            r["event_id"] for r in await conn.fetch(self._history_sql, *_columns(CASE_EVENTS, rows))
-        }
+        await conn.execute(self._stage_sql)
+        await conn.copy_records_to_table(
+            HISTORY_STAGE,
+            records=[history_record(e) for e in unique],
+            columns=CASE_EVENTS.column_names,
+        )
+        fresh = {r[0] for r in await conn.fetch(self._history_sql)}
         return [e for e in unique if e.event_id in fresh]
 
     async def apply(self, conn: asyncpg.Connection, events: list[Envelope]) -> int:
@@ -149,24 +170,38 @@ class Folder:
             await conn.execute(self._escalation_sql, *_columns(ESCALATIONS, rows))
 
 
+def history_record(env: Envelope) -> tuple[Any, ...]:
+    """The case_events row of an event, in CASE_EVENTS column order."""
+    p = env.payload
+    case_id: str | None
+    context: str | None
+    if type(p) is RawPayload:  # the fast path: every event the consumer decodes
+        value = p.data.get("case_id")
+        case_id = str(value) if value else None
+        context, known, text = p.context, p.known, p.payload_json
+    else:
+        case_id = case_id_of(env)
+        context, known, text = getattr(p, "context", None), is_known(env), payload_json(env)
+    return (
+        env.event_id,
+        case_id,
+        case_id or env.key or env.stream_id,
+        env.event_type,
+        env.schema_version,
+        context or env.producer,
+        env.producer,
+        env.stream_id,
+        env.sequence,
+        env.occurred_at,
+        env.recorded_at,
+        env.actor,
+        env.correlation_id,
+        env.causation_id,
+        env.key,
+        known,
+        text,
+    )
+
+
 def history_row(env: Envelope) -> Row:
-    case_id = case_id_of(env)
-    return {
-        "event_id": env.event_id,
-        "case_id": case_id,
-        "subject": case_id or env.key or env.stream_id,
-        "event_type": env.event_type,
-        "schema_version": env.schema_version,
-        "context": getattr(env.payload, "context", None) or env.producer,
-        "producer": env.producer,
-        "stream_id": env.stream_id,
-        "sequence": env.sequence,
-        "occurred_at": env.occurred_at,
-        "recorded_at": env.recorded_at,
-        "actor": env.actor,
-        "correlation_id": env.correlation_id,
-        "causation_id": env.causation_id,
-        "key": env.key,
-        "known": is_known(env),
-        "payload": payload_json(env),
-    }
+    return dict(zip(CASE_EVENTS.column_names, history_record(env), strict=True))
