@@ -19,6 +19,37 @@ class Migration:
     sql: str
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg has no stubs
+    """A pool connection that skips asyncpg's reset query when it goes back to the pool.
+
+    asyncpg resets every released connection (`SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL`): one more round trip, and four statements for Postgres, per
+    checkout. Ours carry no session state between checkouts: work runs in transactions
+    (`SET LOCAL`, transaction-level advisory locks) and LISTEN has connections of its own.
+    Whoever leaves session state behind (a session advisory lock, a changed codec) calls
+    `needs_reset(conn)`, and that connection gets the full reset when released. asyncpg still
+    rolls back an open transaction and drops listener callbacks on every release."""
+
+    _reset_due = False
+
+    def reset_on_release(self) -> None:
+        self._reset_due = True
+
+    def get_reset_query(self) -> str:
+        if self._reset_due:
+            self._reset_due = False
+            query: str = super().get_reset_query()
+            return query
+        return ""
+
+
+def needs_reset(conn: asyncpg.Connection) -> None:
+    """Give this pool connection (or the pool's proxy of it) asyncpg's full reset on release."""
+    mark = getattr(conn, "reset_on_release", None)  # the proxy forwards to the connection
+    if mark is not None:
+        mark()
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(
@@ -36,6 +67,7 @@ async def create_pool(
         max_size=max_size,
         server_settings={"search_path": f'"{schema}",public', "application_name": schema[:60]},
         init=_init_connection,
+        connection_class=PooledConnection,
     )
     assert pool is not None
     return pool

@@ -28,6 +28,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 
+from claimdesk.db import needs_reset
 from claimdesk.events.base import REGISTRY
 from claimdesk.eventstore import START, EventStore, Position, read_columns, wire_message
 from claimdesk.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
@@ -102,6 +103,7 @@ class OutboxRelay:
         while True:
             try:
                 async with self.pool.acquire() as lock_conn:
+                    needs_reset(lock_conn)  # a session lock: never hand it on with the conn
                     while not await lock_conn.fetchval(
                         "SELECT pg_try_advisory_lock(hashtext($1))", self.lock_key
                     ):

@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 from claimdesk import CONTEXTS
-from claimdesk.db import create_pool
+from claimdesk.db import create_pool, needs_reset
 from claimdesk.events.base import Envelope
 from claimdesk.kafka import ensure_topics, make_consumer
 from claimdesk.service import Runtime
@@ -338,6 +338,7 @@ async def rebuild(
     lock_key = f"analytics-rebuild:{schema_name}"
     started = time.perf_counter()
     async with pool.acquire() as lock_conn:
+        needs_reset(lock_conn)  # a session lock: never hand it on with the connection
         if not await lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock_key):
             raise RuntimeError("another rebuild is running")
         try:

@@ -1,0 +1,32 @@
+"""Pool connections: no reset round trip on release, the full reset when session state was left."""
+
+from __future__ import annotations
+
+from claimdesk.db import create_pool, needs_reset
+from claimdesk.settings import Settings
+
+
+async def test_release_skips_the_reset_unless_session_state_was_left(settings: Settings) -> None:
+    assert settings.database_url
+    pool = await create_pool(settings.database_url, settings.schema_name("pooltest"), max_size=1)
+    key = f"pooltest:{settings.schema_prefix}"
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("SET application_name = 'left-behind'")
+        async with pool.acquire() as conn:  # the same connection (max_size=1), not reset
+            assert await conn.fetchval("SHOW application_name") == "left-behind"
+            assert await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key)
+            needs_reset(conn)
+        async with pool.acquire() as conn:  # reset: the lock and the setting are gone
+            assert await conn.fetchval("SHOW application_name") != "left-behind"
+            held = await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = "
+                "pg_backend_pid()"
+            )
+            assert held == 0
+        async with pool.acquire() as conn:  # and only once
+            await conn.execute("SET application_name = 'again'")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW application_name") == "again"
+    finally:
+        await pool.close()
