@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
@@ -48,6 +48,7 @@ from claimdesk.timers import Timer, cancel, schedule
 
 from dispatch import domain, policy
 from dispatch.notify import customer_sms_text, feed_channel, job_sms_text, sign_webhook
+from dispatch.roster import RosterCache, local_day_start, parse_shifts
 from dispatch.settings import DispatchSettings
 
 if TYPE_CHECKING:
@@ -407,49 +408,18 @@ async def _status(
 # -- roster, preferences, deadlines --------------------------------------------------------
 
 
-def parse_shifts(raw: list[dict[str, Any]]) -> tuple[policy.Shift, ...]:
-    out = []
-    for s in raw:
-        out.append(
-            policy.Shift(
-                days=tuple(s.get("days", range(7))),
-                start=time.fromisoformat(s["start"]),
-                end=time.fromisoformat(s["end"]),
-            )
-        )
-    return tuple(out)
+def roster_cache(rt: Runtime) -> RosterCache:
+    cache = rt.extras.get("roster")
+    if cache is None:
+        cache = rt.extras["roster"] = RosterCache()
+    assert isinstance(cache, RosterCache)
+    return cache
 
 
-def local_day_start(now: datetime) -> datetime:
-    local = now.astimezone(policy.LOCAL_TZ)
-    return local.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-async def load_roster(conn: asyncpg.Connection, now: datetime) -> list[policy.SurveyorView]:
-    rows = await conn.fetch(
-        """SELECT surveyor_id, team, skills, regions, lat, lon, capacity, available,
-                  shift_override, shifts, open_jobs,
-                  CASE WHEN today_start = $1 THEN assigned_today ELSE 0 END AS today
-           FROM surveyors WHERE NOT retired""",
-        local_day_start(now),
-    )
-    return [
-        policy.SurveyorView(
-            surveyor_id=r["surveyor_id"],
-            team=r["team"],
-            skills=frozenset(r["skills"]),
-            regions=frozenset(r["regions"]),
-            lat=r["lat"],
-            lon=r["lon"],
-            capacity=r["capacity"],
-            open_jobs=r["open_jobs"],
-            assigned_today=r["today"],
-            available=r["available"],
-            shift_override=r["shift_override"],
-            shifts=parse_shifts(r["shifts"]) if r["shifts"] else (),
-        )
-        for r in rows
-    ]
+async def load_roster(
+    rt: Runtime, conn: asyncpg.Connection, now: datetime
+) -> list[policy.SurveyorView]:
+    return await roster_cache(rt).load(conn, now)
 
 
 async def ack_timeouts(rt: Runtime, conn: asyncpg.Connection) -> dict[str, Any]:
@@ -537,7 +507,7 @@ async def assignment_events(
     ds = dsettings(rt)
     ctx = ctx or await load_context(rt, conn, facts.insurer_code)
     prefs = ctx.prefs
-    roster = await load_roster(conn, now)
+    roster = await load_roster(rt, conn, now)
     decision = policy.choose(facts, roster, now, prefs, exclude=frozenset(state.tried))
     common = {"job_id": state.job_id, "case_id": state.case_id}
     if state.attempt >= ds.max_attempts:

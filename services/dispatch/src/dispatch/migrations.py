@@ -108,4 +108,22 @@ MIGRATIONS = [
               AND j.status IN ('assigned', 'acknowledged', 'en_route', 'arrived'));
         """,
     ),
+    Migration(
+        "dispatch",
+        3,
+        "roster_changes",
+        """
+        -- the transaction that last wrote each surveyor row, so a process can keep the roster
+        -- in memory and re-read only the rows changed since its last read (dispatch.roster)
+        ALTER TABLE surveyors ADD COLUMN changed_tx xid8 NOT NULL DEFAULT pg_current_xact_id();
+        CREATE INDEX surveyors_changed_tx ON surveyors (changed_tx);
+        CREATE FUNCTION surveyors_stamp_tx() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            NEW.changed_tx := pg_current_xact_id();
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER surveyors_stamp_tx BEFORE INSERT OR UPDATE ON surveyors
+            FOR EACH ROW EXECUTE FUNCTION surveyors_stamp_tx();
+        """,
+    ),
 ]
