@@ -117,3 +117,52 @@ def test_decision_over_1000_surveyors_is_fast() -> None:
     per = (time.perf_counter() - t0) / 20
     assert d.chosen is not None and len(d.candidates) == policy.MAX_CANDIDATES_KEPT
     assert per < 0.05, per  # the benchmark tracks the real figure (goal < 5 ms)
+
+
+def test_the_fast_pass_ranks_exactly_as_the_explained_cost() -> None:
+    """`choose` ranks with an inlined copy of `_cost`; over random rosters its pick, its kept
+    candidates and their scores equal a ranking by `_cost` itself."""
+    import random
+
+    rnd = random.Random(5)
+    for trial in range(200):
+        roster = [
+            sv(
+                f"s{i}",
+                team=rnd.choice(["T1", "T2", "T3"]),
+                lat=31.0 + rnd.random() * 0.5,
+                lon=121.2 + rnd.random() * 0.5,
+                open_jobs=rnd.randrange(4),
+                assigned_today=rnd.randrange(6),
+                available=rnd.random() > 0.1,
+                skills=frozenset(rnd.sample(policy.SKILLS, rnd.randrange(1, 4))),
+            )
+            for i in range(rnd.randrange(1, 40))
+        ]
+        prefs = InsurerPreferences(
+            preferred_teams=frozenset({"T2"}) if trial % 2 else frozenset(),
+            avoided_surveyors=frozenset({"s1"}),
+        )
+        job = (
+            JOB
+            if trial % 3
+            else JobFacts(case_id="C", insurer_code="X", required_skills=frozenset())
+        )
+        d = choose(job, roster, NOW, prefs)
+        ok = [
+            s
+            for s in roster
+            if policy._exclusion(s, job, NOW, frozenset()) is None and s.surveyor_id != "s1"
+        ]
+        if not ok:
+            assert d.chosen is None
+            continue
+        mean = sum(s.assigned_today for s in ok) / len(ok)
+        has_loc = job.lat is not None
+        ranked = sorted((policy._cost(s, job, prefs, mean, has_loc)[0], s.surveyor_id) for s in ok)[
+            : policy.MAX_CANDIDATES_KEPT
+        ]
+        assert d.chosen == ranked[0][1]
+        kept = [c for c in d.candidates if c.excluded is None]
+        assert [c.surveyor_id for c in kept] == [sid for _, sid in ranked]
+        assert [c.factors["cost"] for c in kept] == [round(cost, 4) for cost, _ in ranked]

@@ -8,7 +8,9 @@ A new policy is a new function with a new `version`; `POLICIES` maps versions to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import heapq
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
@@ -179,6 +181,38 @@ def _cost(
     return cost, factors
 
 
+def _costs(
+    eligible: list[SurveyorView],
+    job: JobFacts,
+    prefs: InsurerPreferences,
+    mean_today: float,
+    has_loc: bool,
+) -> Iterator[tuple[float, str, SurveyorView]]:
+    """(cost, surveyor id, surveyor) for each, as `_cost` computes it, without the calls."""
+    teams, people = prefs.preferred_teams, prefs.preferred_surveyors
+    p2 = cos_p2 = lon2 = 0.0
+    if has_loc:
+        assert job.lat is not None
+        assert job.lon is not None
+        p2, lon2 = math.radians(job.lat), job.lon
+        cos_p2 = math.cos(p2)
+    sin, cos, radians, asin, sqrt = math.sin, math.cos, math.radians, math.asin, math.sqrt
+    for s in eligible:
+        travel_cost = 0.0
+        if has_loc:
+            p1 = radians(s.lat)
+            a = sin((p2 - p1) / 2) ** 2 + cos(p1) * cos_p2 * sin(radians(lon2 - s.lon) / 2) ** 2
+            km = 6371.0 * 2 * asin(sqrt(a))
+            travel_cost = km * DETOUR / URBAN_KMH * 60.0 / 30.0 * W_TRAVEL
+        load = s.open_jobs / s.capacity if s.capacity else 1.0
+        fairness = (s.assigned_today - mean_today) / (mean_today + 1.0)
+        preferred = s.team in teams or s.surveyor_id in people
+        cost = (
+            travel_cost + W_LOAD * load + W_FAIRNESS * fairness - (W_PREFERRED if preferred else 0)
+        )
+        yield cost, s.surveyor_id, s
+
+
 def choose(
     job: JobFacts,
     roster: Sequence[SurveyorView],
@@ -192,17 +226,26 @@ def choose(
     eligible: list[SurveyorView] = []
     excluded: list[Candidate] = []
     counts: dict[str, int] = {}
+    needed, region, avoided = job.required_skills, job.region, prefs.avoided_surveyors
     for s in roster:
-        why = _exclusion(s, job, now, exclude)
-        if why is None and s.surveyor_id in prefs.avoided_surveyors:
-            why = f"avoided by insurer {job.insurer_code}"
-        if why is not None:
-            key = why.split(" (")[0]
-            counts[key] = counts.get(key, 0) + 1
-            if len(excluded) < MAX_CANDIDATES_KEPT:
-                excluded.append(Candidate(surveyor_id=s.surveyor_id, score=0.0, excluded=why))
+        # the common case in one cheap test; `_exclusion` names the reason otherwise
+        if (
+            not s.retired
+            and s.available
+            and s.open_jobs < s.capacity
+            and needed <= s.skills
+            and not (region and s.regions and region not in s.regions)
+            and s.surveyor_id not in exclude
+            and s.surveyor_id not in avoided
+            and s.on_shift(now)
+        ):
+            eligible.append(s)
             continue
-        eligible.append(s)
+        why = _exclusion(s, job, now, exclude) or f"avoided by insurer {job.insurer_code}"
+        key = why.split(" (")[0]
+        counts[key] = counts.get(key, 0) + 1
+        if len(excluded) < MAX_CANDIDATES_KEPT:
+            excluded.append(Candidate(surveyor_id=s.surveyor_id, score=0.0, excluded=why))
     if not eligible:
         summary = ", ".join(f"{n} {why}" for why, n in sorted(counts.items())) or "empty roster"
         return Decision(
@@ -215,13 +258,11 @@ def choose(
         )
     mean_today = sum(s.assigned_today for s in eligible) / len(eligible)
     has_loc = job.lat is not None and job.lon is not None
-    # cheap pass over everyone: the cost only; factors and Candidate objects for the best few
-    costs: list[tuple[float, str, SurveyorView]] = []
-    for s in eligible:
-        costs.append((_cost(s, job, prefs, mean_today, has_loc)[0], s.surveyor_id, s))
-    costs.sort(key=lambda t: (t[0], t[1]))
+    # cheap pass over everyone: the cost only (the same arithmetic as `_cost`, in the same
+    # order, so the same floats); factors and Candidate objects for the best few
+    costs = heapq.nsmallest(MAX_CANDIDATES_KEPT, _costs(eligible, job, prefs, mean_today, has_loc))
     scored: list[tuple[float, str, Candidate, SurveyorView]] = []
-    for cost, sid, s in costs[:MAX_CANDIDATES_KEPT]:
+    for cost, sid, s in costs:
         _, factors = _cost(s, job, prefs, mean_today, has_loc, explain=True)
         score = round(100.0 / (1.0 + max(cost, -0.99)), 3)
         scored.append((-score, sid, Candidate(surveyor_id=sid, score=score, factors=factors), s))
