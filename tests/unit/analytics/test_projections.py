@@ -310,3 +310,31 @@ def test_decode_fast_keeps_the_published_payload_text() -> None:
             fast.occurred_at,
             fast.key,
         )
+
+
+def test_history_copy_text_escapes_what_copy_would_misread() -> None:
+    import re
+
+    from analytics.codec import decode_fast
+    from analytics.folder import copy_text, history_record
+
+    def unescape(field: str) -> str | None:
+        if field == "\\N":
+            return None
+        return re.sub(r"\\(.)", lambda m: {"t": "\t", "n": "\n", "r": "\r"}.get(m[1], m[1]), field)
+
+    e = ie.CaseDetailsCorrected(
+        case_id="C\t1", changes={"plate": "沪A\\1\n"}, previous={}, corrected_by="a\r", reason="x"
+    )
+    typed = env(e)
+    typed = typed.model_copy(update={"key": "k\\\t", "actor": "tab\there"})
+    plain = decode_fast(_wire(env(ie.CaseCancelled(case_id="C2", reason="r", cancelled_by="u"))))
+    for fast in (decode_fast(_wire(typed)), plain):
+        (line,) = copy_text([fast]).splitlines()
+        fields = [unescape(f) for f in line.split("\t")]
+        expected = [v.isoformat() if isinstance(v, datetime) else v for v in history_record(fast)]
+        expected = [
+            ("t" if v else "f") if isinstance(v, bool) else (None if v is None else str(v))
+            for v in expected
+        ]
+        assert fields == expected

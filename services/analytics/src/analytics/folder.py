@@ -7,6 +7,9 @@ with exactly the same code.
 
 from __future__ import annotations
 
+import io
+import re
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -25,7 +28,6 @@ from analytics.tables import (
 )
 
 NOTIFY_CHANNEL = "analytics_changed"
-HISTORY_STAGE = "analytics_history_stage"  # a temporary table, one per connection
 
 
 def _columns(table: Table, rows: list[Row]) -> list[list[Any]]:
@@ -53,24 +55,10 @@ class Folder:
         # wrote so far; a key never written cannot be in the table, so it is not looked up.
         self._written: dict[str, set[str]] | None = {} if fresh_keys else None
         self._upsert = {t.name: t.upsert_sql(self.t(t)) for t in ALL_TABLES}
-        cols = ", ".join(CASE_EVENTS.column_names)
-        # The live history goes through a per-connection staging table (binary COPY, no array
-        # encoding), then one INSERT .. ON CONFLICT DO NOTHING: its key is the fold's dedupe.
-        self._stage_sql = (
-            "SET LOCAL client_min_messages = warning; "
-            f"CREATE TEMP TABLE IF NOT EXISTS {HISTORY_STAGE} ("
-            + ", ".join(
-                f"{c} {'text' if typ in ('json', 'jsonb') else typ}"
-                for c, typ in CASE_EVENTS.columns
-            )
-            + ") ON COMMIT DELETE ROWS"
-        )
-        self._history_sql = (
-            f"INSERT INTO {self.t(CASE_EVENTS)} ({cols}) SELECT "
-            + ", ".join(
-                f"{c}::{typ}" if typ in ("json", "jsonb") else c for c, typ in CASE_EVENTS.columns
-            )
-            + f" FROM {HISTORY_STAGE} ON CONFLICT DO NOTHING RETURNING event_id"
+        # The live history: the keys already stored are looked up, the others copied in (text
+        # COPY, built here: asyncpg's binary COPY has no encoder for the pool's json codec).
+        self._stored_sql = (
+            f"SELECT event_id FROM {self.t(CASE_EVENTS)} WHERE event_id = ANY($1::uuid[])"
         )
         self._escalation_sql = ESCALATIONS.insert_sql(self.t(ESCALATIONS))
         self._load = {
@@ -108,14 +96,18 @@ class Folder:
                 columns=CASE_EVENTS.column_names,
             )
             return fresh_envs
-        await conn.execute(self._stage_sql)
-        await conn.copy_records_to_table(
-            HISTORY_STAGE,
-            records=[history_record(e) for e in unique],
-            columns=CASE_EVENTS.column_names,
-        )
-        fresh = {r[0] for r in await conn.fetch(self._history_sql)}
-        return [e for e in unique if e.event_id in fresh]
+        # Only a rebuild's swap writes this table besides the live fold, under an EXCLUSIVE
+        # lock, and the consumer's processed_events mark (same transaction) keeps two live
+        # folds from taking the same event: what is not stored now is ours to store.
+        stored = {r[0] for r in await conn.fetch(self._stored_sql, [e.event_id for e in unique])}
+        fresh = [e for e in unique if e.event_id not in stored] if stored else unique
+        if fresh:
+            await conn.copy_to_table(
+                self.t(CASE_EVENTS),
+                source=io.BytesIO(copy_text(fresh).encode()),
+                columns=CASE_EVENTS.column_names,
+            )
+        return fresh
 
     async def apply(self, conn: asyncpg.Connection, events: list[Envelope]) -> int:
         """Fold a batch inside the caller's transaction. Returns how many events were new."""
@@ -201,6 +193,51 @@ def history_record(env: Envelope) -> tuple[Any, ...]:
         known,
         text,
     )
+
+
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_NULL = "\\N"
+
+
+def _text(value: str | None) -> str:
+    """A text value in COPY's text format."""
+    if value is None:
+        return _NULL
+    if _NEEDS_ESCAPE.search(value) is None:
+        return value
+    return _NEEDS_ESCAPE.sub(lambda m: _ESCAPES[m.group()], value)
+
+
+def copy_text(events: list[Envelope]) -> str:
+    """The case_events rows of `events` (history_record's values) in COPY's text format."""
+    lines = []
+    iso: dict[datetime, str] = {}  # the events of a batch share many timestamps
+    for env in events:
+        (event_id, case_id, subject, event_type, version, context, producer, stream_id,
+         sequence, occurred_at, recorded_at, actor, correlation_id, causation_id, key, known,
+         payload) = history_record(env)  # fmt: skip
+        texts = (event_type, context, producer, stream_id, subject, key, payload)
+        joined = "\t".join(texts)
+        if (
+            joined.count("\t") != len(texts) - 1
+            or "\\" in joined
+            or "\n" in joined
+            or "\r" in joined
+        ):
+            joined = "\t".join(map(_text, texts))  # rare: escape each value
+        event_type, context, producer, stream_id, subject, key, payload = joined.split("\t")
+        occurred = iso.get(occurred_at) or iso.setdefault(occurred_at, occurred_at.isoformat())
+        recorded = iso.get(recorded_at) or iso.setdefault(recorded_at, recorded_at.isoformat())
+        lines.append(
+            # case_id, when set, is the subject
+            f"{event_id}\t{_NULL if case_id is None else subject}\t{subject}\t{event_type}\t"
+            f"{version}\t{context}\t{producer}\t{stream_id}\t{sequence}\t{occurred}\t"
+            f"{recorded}\t{_text(actor)}\t{correlation_id}\t"
+            f"{_NULL if causation_id is None else causation_id}\t{key}\t"
+            f"{'t' if known else 'f'}\t{payload}\n"
+        )
+    return "".join(lines)
 
 
 def history_row(env: Envelope) -> Row:
