@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -231,6 +232,18 @@ async def _broker_reachable(bootstrap_servers: str) -> bool:
     return False
 
 
+def settle_heap() -> None:
+    """Move everything built at start-up out of the garbage collector's sight.
+
+    A service holds ~90,000 long-lived objects once started (FastAPI routes, pydantic
+    validators, OpenTelemetry, the OpenAPI schema); a full collection walks them all, ~50 ms
+    on this machine, every few hundred requests: that pause was the p99 of a request.
+    `gc.freeze()` puts them in a permanent generation the collector skips; objects made
+    later are collected as usual. (Instagram's fix for the same pauses.)"""
+    gc.collect()
+    gc.freeze()
+
+
 def build_app(
     definition: ServiceDefinition,
     settings: Settings,
@@ -243,8 +256,11 @@ def build_app(
     runtime = Runtime(definition, settings, clock or SystemClock())
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        if settings.gc_freeze:
+            app.openapi()  # built now, so it is among what the freeze sets aside
+            settle_heap()
         try:
             yield
         finally:

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = Field(5, ge=1)
     consumer_batch_size: int = Field(500, ge=1)
     timer_poll_s: float = Field(0.2, gt=0)
+    # Freeze the start-up heap out of the garbage collector's way (claimdesk.service); off in
+    # the test harness, where many services start and stop in one process.
+    gc_freeze: bool = True
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True

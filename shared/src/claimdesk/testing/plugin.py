@@ -90,6 +90,7 @@ def make_settings(
         "log_json": False,
         "log_level": "WARNING",
         "kafka_partitions": 2,
+        "gc_freeze": False,
         "data_dir": Path(tempfile.mkdtemp(prefix="claimdesk-data-")),
         **names,
     }
