@@ -26,10 +26,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 from aiokafka import TopicPartition
@@ -39,6 +37,7 @@ from claimdesk.kafka import ensure_topics, make_consumer, make_producer
 from claimdesk.mainland import distance_km
 from claimdesk.settings import Settings
 
+from bench.rawhttp import Pool, sse_lines
 from tests.support import case_reported
 
 ADMIN = "bench-admin-token-0123456789abcdef"
@@ -131,38 +130,6 @@ async def register_roster(url: str, n: int) -> list[str]:
             r.raise_for_status()
             ids.append(r.json()["surveyor_id"])
     return ids
-
-
-async def sse_lines(url: str, path: str, token: str) -> AsyncIterator[str]:
-    """The lines of a server-sent event stream, over a bare HTTP/1.1 connection.
-
-    The bench's phones: 320 of them in the bench's own process, on the same two cores as the
-    system under test, so they are kept cheap (httpx costs several times more per line)."""
-    u = urlsplit(url)
-    assert u.hostname == "127.0.0.1", "loopback only"
-    assert u.port
-    reader, writer = await asyncio.open_connection(u.hostname, u.port)
-    try:
-        writer.write(
-            f"GET {path} HTTP/1.1\r\nHost: {u.netloc}\r\nAuthorization: Bearer {token}\r\n"
-            "Accept: text/event-stream\r\n\r\n".encode()
-        )
-        status = await reader.readline()
-        if b" 200 " not in status:
-            raise RuntimeError(f"stream {path}: {status!r}")
-        headers = {}
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            k, _, v = line.decode().partition(":")
-            headers[k.strip().lower()] = v.strip().lower()
-        assert headers.get("transfer-encoding") == "chunked", headers
-        buf = b""
-        while size := int((await reader.readline()).strip() or b"0", 16):
-            buf += (await reader.readexactly(size + 2))[:-2]
-            *lines, buf = buf.split(b"\n")
-            for raw in lines:
-                yield raw.decode().rstrip("\r")
-    finally:
-        writer.close()
 
 
 async def watch_streams(
@@ -306,15 +273,14 @@ async def post_cases(  # noqa: PLR0917
 
     Open loop: each request is due at a fixed time and its clock starts then, so a slow answer
     (or a busy generator) shows up in the latency instead of lowering the rate. `workers`
-    keep-alive connections take due requests from a queue: a bounded pool, because httpx's
-    pool slows down quadratically with the number of requests waiting in it and would turn the
-    load generator into the machine's busiest process."""
+    keep-alive connections (bench.rawhttp: the generator shares the cores with the system it
+    measures, and httpx cost ~0.8 ms of CPU per request) take due requests from a queue."""
     sent: dict[str, float] = {}
     n = int(rate * seconds)
-    headers = {"Authorization": f"Bearer {api_key}"}
-    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
     due_q: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
-    async with httpx.AsyncClient(base_url=intake_url, timeout=30, limits=limits) as client:
+    client = Pool(intake_url, workers)
+    try:
 
         async def worker() -> None:
             while (item := await due_q.get()) is not None:
@@ -330,10 +296,13 @@ async def post_cases(  # noqa: PLR0917
                     "insured_name": "张伟",
                     "insured_phone": "13812345678",
                 }
-                with contextlib.suppress(httpx.HTTPError):
-                    r = await client.post("/v1/cases", json=body, headers=headers)
-                    if r.status_code == 201:
-                        sent[r.json()["case_id"]] = due
+                data = json.dumps(body, ensure_ascii=False).encode()
+                with contextlib.suppress(OSError, TimeoutError, asyncio.IncompleteReadError):
+                    status, answer = await asyncio.wait_for(
+                        client.request("POST", "/v1/cases", data, headers), timeout=30
+                    )
+                    if status == 201:
+                        sent[json.loads(answer)["case_id"]] = due
 
         tasks = [asyncio.create_task(worker()) for _ in range(workers)]
         start = time.perf_counter()
@@ -346,6 +315,8 @@ async def post_cases(  # noqa: PLR0917
         for _ in tasks:
             due_q.put_nowait(None)
         await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        client.close()
     return sent
 
 

@@ -6,7 +6,7 @@ same pool size, access log off).
 - max throughput: a closed loop (N concurrent keep-alive clients) for a bounded time and count.
 - latency at 70% of our max: an open loop (requests at a fixed rate, latency measured from the
   scheduled send time, so a stall is not hidden) against both endpoints at that same rate.
-The load generator is `python -m bench.intake load ...` (httpx, loopback only, bounded).
+The load generator is `python -m bench.intake load ...` (bench.rawhttp keep-alive connections, loopback only, bounded).
 Run: `.venv/bin/python -m bench intake` (`--quick` for a smoke run).
 """
 
@@ -108,26 +108,26 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def load(args: argparse.Namespace) -> dict[str, Any]:
-    import httpx
+    from bench.rawhttp import Pool
 
     assert args.url.startswith("http://127.0.0.1:"), "loopback only"
     headers = {"Authorization": f"Bearer {args.token}", "Content-Type": "application/json"}
     run = secrets.token_hex(3)
     lat: list[float] = []
     codes: dict[str, int] = {}
-    limits = httpx.Limits(
-        max_connections=args.concurrency, max_keepalive_connections=args.concurrency
-    )
     deadline = time.perf_counter() + args.duration
     sent = 0
-    async with httpx.AsyncClient(base_url=args.url, limits=limits, timeout=10) as client:
+    client = Pool(args.url, args.concurrency)  # keep-alive connections, lean (bench.rawhttp)
+    try:
 
         async def one(worker: int, n: int, scheduled: float) -> None:
             data = json.dumps(body(run, worker, n), ensure_ascii=False).encode()
             try:
-                r = await client.post("/v1/cases", content=data, headers=headers)
-                key = str(r.status_code)
-            except httpx.HTTPError as exc:
+                status, _ = await asyncio.wait_for(
+                    client.request("POST", "/v1/cases", data, headers), timeout=10
+                )
+                key = str(status)
+            except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
                 key = type(exc).__name__
             codes[key] = codes.get(key, 0) + 1
             if key == "201":
@@ -170,6 +170,8 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
             if tasks:
                 await asyncio.wait(tasks, timeout=15)
         elapsed = time.perf_counter() - start
+    finally:
+        client.close()
     ok = codes.get("201", 0)
     return {
         "ok": ok,
@@ -339,7 +341,7 @@ async def main(quick: bool = False) -> str:
         "CaseReported + one DocumentRequested event with the outbox row, read model, relay to the broker "
         "in the same process) against a bare FastAPI + asyncpg endpoint inserting one row. Both "
         f"under uvicorn (1 worker, pool {POOL_MAX}) on the same embedded Postgres; load from a "
-        f"separate process (httpx, {concurrency} keep-alive connections, {duration:.0f} s per run, "
+        f"separate process (a lean asyncio HTTP/1.1 client, {concurrency} keep-alive connections, {duration:.0f} s per run, "
         f"median of {rounds}).",
         "",
         "| measure | ours | bare baseline | ratio (ours / bare) | goal |",

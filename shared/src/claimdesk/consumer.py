@@ -60,6 +60,9 @@ class ConsumerSpec:
     # Optional: decode the next fetch while the previous one's transaction runs. Fetches still
     # commit one at a time, in order, each fetch's offsets only after its database commit.
     pipelined: bool = False
+    # Optional: at most this many messages per fetch, so per transaction (default: the
+    # settings' consumer_batch_size). Smaller batches commit, and so show their effects, sooner.
+    max_records: int | None = None
 
 
 @dataclass
@@ -140,7 +143,9 @@ class EventConsumer:
         inflight: asyncio.Task[None] | None = None  # the previous fetch (pipelined specs)
         try:
             while True:
-                batches = await consumer.getmany(timeout_ms=200)
+                batches = await consumer.getmany(
+                    timeout_ms=200, max_records=self.spec.max_records
+                )
                 self.stats.assigned = set(consumer.assignment())
                 fetched = {tp: records for tp, records in batches.items() if records}
                 if not fetched:

@@ -44,6 +44,7 @@ def make_definition(dispatch_settings: DispatchSettings | None = None) -> Servic
                 handle,
                 event_types=INTAKE_TYPES,
                 group_id=ds.consumer_group,
+                max_records=ds.case_batch,
             )
         ]
 

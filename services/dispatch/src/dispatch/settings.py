@@ -15,6 +15,13 @@ class DispatchSettings(BaseSettings):
     webhook_max_attempts: int = Field(5, ge=1)
     webhook_backoff_s: float = Field(2.0, gt=0, description="first retry delay, doubled each try")
     sms_max_attempts: int = Field(3, ge=1)
+    case_batch: int = Field(
+        25,
+        ge=1,
+        le=1000,
+        description="CaseReported per consumer transaction at most: a job reaches its surveyor "
+        "only when the batch that assigned it commits",
+    )
     consumer_group: str | None = Field(
         None, description="override the Kafka consumer group (default: per service)"
     )
