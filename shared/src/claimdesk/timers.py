@@ -10,9 +10,10 @@ its error kept on the row.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,18 +52,25 @@ async def schedule(
     before the handler sees the payload), so work a deadline triggers joins the trace of
     what scheduled it: a case's journey stays one trace across timers.
     """
+    await schedule_many(conn, [(timer_id, kind, due_at, payload)])
+
+
+async def schedule_many(
+    conn: asyncpg.Connection, timers: Sequence[tuple[str, str, datetime, Mapping[str, Any]]]
+) -> None:
+    """`schedule` for several timers (id, kind, due, payload) in one statement."""
     trace_context = current_trace_context()
-    if trace_context:
-        payload = {**payload, TRACE_KEY: trace_context}
+    extra = {TRACE_KEY: trace_context} if trace_context else {}
     await conn.execute(
-        """INSERT INTO timers (timer_id, kind, due_at, payload) VALUES ($1, $2, $3, $4)
+        """INSERT INTO timers (timer_id, kind, due_at, payload)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]::jsonb[])
            ON CONFLICT (timer_id) DO UPDATE
              SET kind = EXCLUDED.kind, due_at = EXCLUDED.due_at, payload = EXCLUDED.payload,
                  fired_at = NULL, attempts = 0, last_error = NULL""",
-        timer_id,
-        kind,
-        due_at,
-        dict(payload),
+        [t[0] for t in timers],
+        [t[1] for t in timers],
+        [t[2] for t in timers],
+        [json.dumps({**t[3], **extra}) for t in timers],
     )
 
 

@@ -44,7 +44,7 @@ from claimdesk.events.dispatch import (
 )
 from claimdesk.events.intake import CaseCancelled, CaseDetailsCorrected, CaseReported
 from claimdesk.eventstore import ANY, ConcurrencyConflict
-from claimdesk.timers import Timer, cancel, schedule
+from claimdesk.timers import Timer, cancel, schedule, schedule_many
 
 from dispatch import domain, policy
 from dispatch.notify import customer_sms_text, feed_channel, job_sms_text, sign_webhook
@@ -293,27 +293,28 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
             payload = {"job_id": e.job_id, "case_id": e.case_id, "attempt": e.attempt}
             # one timer id per attempt: a timer handler must never re-arm its own timer id
             await _cancel_ack(conn, e.job_id, e.attempt - 1)
-            await schedule(
-                conn, f"ack:{e.job_id}:{e.attempt}", "ack_timeout", e.ack_due_at, payload
-            )
             if previous and previous != to:
                 await _feed(rt, conn, previous, e.job_id, "moved", e.attempt)
             await _feed(rt, conn, to, e.job_id, "assigned", e.attempt)
-            await schedule(
-                conn,
-                f"sms:{e.job_id}:{e.attempt}",
-                "notify_sms",
-                now,
-                {**payload, "surveyor_id": to, "try": 1},
-            )
-            if info["hook"]:
-                await schedule(
-                    conn,
-                    f"webhook:{e.job_id}:{e.attempt}",
-                    "notify_webhook",
+            timers = [
+                (f"ack:{e.job_id}:{e.attempt}", "ack_timeout", e.ack_due_at, payload),
+                (
+                    f"sms:{e.job_id}:{e.attempt}",
+                    "notify_sms",
                     now,
-                    {**payload, "surveyor_id": to, "team": team, "try": 1},
+                    {**payload, "surveyor_id": to, "try": 1},
+                ),
+            ]
+            if info["hook"]:
+                timers.append(
+                    (
+                        f"webhook:{e.job_id}:{e.attempt}",
+                        "notify_webhook",
+                        now,
+                        {**payload, "surveyor_id": to, "team": team, "try": 1},
+                    )
                 )
+            await schedule_many(conn, timers)
         case JobQueuedForDispatcher():
             previous = await conn.fetchval(
                 "SELECT surveyor_id FROM jobs WHERE job_id = $1", e.job_id

@@ -90,28 +90,26 @@ async def _mark_delivered(rt: Runtime, surveyor_id: str, up_to: int) -> None:
     """Record one JobNotified(stream) per assignment the surveyor's device received."""
     async with rt.pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
-            """UPDATE job_feed f SET delivered_at = $3
+            """UPDATE job_feed f SET delivered_at = $3 FROM jobs j
                WHERE f.surveyor_id = $1 AND f.seq <= $2 AND f.kind = 'assigned'
-                 AND f.delivered_at IS NULL
-               RETURNING f.job_id, f.attempt""",
+                 AND f.delivered_at IS NULL AND j.job_id = f.job_id
+               RETURNING f.job_id, f.attempt, j.case_id, j.surveyor_id AS holder,
+                         j.attempt AS current_attempt""",
             surveyor_id,
             up_to,
             rt.clock.now(),
         )
         for r in rows:
-            job = await conn.fetchrow(
-                "SELECT case_id, surveyor_id, attempt FROM jobs WHERE job_id = $1", r["job_id"]
-            )
-            if job is None or job["surveyor_id"] != surveyor_id or job["attempt"] != r["attempt"]:
-                continue
+            if r["holder"] != surveyor_id or r["current_attempt"] != r["attempt"]:
+                continue  # moved on meanwhile: this surveyor no longer holds that assignment
             await record_any(
                 rt,
                 conn,
-                job_stream(job["case_id"]),
+                job_stream(r["case_id"]),
                 [
                     JobNotified(
                         job_id=r["job_id"],
-                        case_id=job["case_id"],
+                        case_id=r["case_id"],
                         surveyor_id=surveyor_id,
                         channel="stream",
                         outcome="delivered",
