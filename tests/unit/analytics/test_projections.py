@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -338,3 +339,16 @@ def test_history_copy_text_escapes_what_copy_would_misread() -> None:
             for v in expected
         ]
         assert fields == expected
+
+
+def test_history_copy_text_writes_a_missing_key_as_null() -> None:
+    from analytics.codec import decode_fast
+    from analytics.folder import copy_text
+
+    typed = env(ie.CaseCancelled(case_id="", reason="r", cancelled_by="u"))
+    message = json.loads(_wire(typed))
+    message["key"] = None
+    fast = decode_fast(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+    fields = copy_text([fast]).rstrip("\n").split("\t")
+    assert fields[1] == "\\N" and fields[14] == "\\N"  # case_id, key
+    assert fields[2] == typed.stream_id  # the subject falls back to the stream

@@ -200,10 +200,12 @@ _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _NULL = "\\N"
 
 
-def _text(value: str | None) -> str:
+def _text(value: Any) -> str:
     """A text value in COPY's text format."""
     if value is None:
         return _NULL
+    if not isinstance(value, str):
+        value = str(value)
     if _NEEDS_ESCAPE.search(value) is None:
         return value
     return _NEEDS_ESCAPE.sub(lambda m: _ESCAPES[m.group()], value)
@@ -218,13 +220,17 @@ def copy_text(events: list[Envelope]) -> str:
          sequence, occurred_at, recorded_at, actor, correlation_id, causation_id, key, known,
          payload) = history_record(env)  # fmt: skip
         texts = (event_type, context, producer, stream_id, subject, key, payload)
-        joined = "\t".join(texts)
-        if (
-            joined.count("\t") != len(texts) - 1
-            or "\\" in joined
-            or "\n" in joined
-            or "\r" in joined
-        ):
+        try:
+            joined = "\t".join(texts)
+            plain = not (
+                joined.count("\t") != len(texts) - 1
+                or "\\" in joined
+                or "\n" in joined
+                or "\r" in joined
+            )
+        except TypeError:  # a value that is not text (a null key, say)
+            plain = False
+        if not plain:
             joined = "\t".join(map(_text, texts))  # rare: escape each value
         event_type, context, producer, stream_id, subject, key, payload = joined.split("\t")
         occurred = iso.get(occurred_at) or iso.setdefault(occurred_at, occurred_at.isoformat())
