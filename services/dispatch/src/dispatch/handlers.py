@@ -48,7 +48,7 @@ from claimdesk.timers import Timer, cancel, schedule, schedule_many
 
 from dispatch import domain, policy
 from dispatch.notify import customer_sms_text, feed_channel, job_sms_text, sign_webhook
-from dispatch.roster import RosterCache, local_day_start, parse_shifts
+from dispatch.roster import RosterCache, local_day_start, policy_view
 from dispatch.settings import DispatchSettings
 
 if TYPE_CHECKING:
@@ -1046,17 +1046,7 @@ async def surveyors_list(
     )
     out = []
     for r in rows:
-        view = policy.SurveyorView(
-            surveyor_id=r["surveyor_id"],
-            team=r["team"],
-            skills=frozenset(r["skills"]),
-            regions=frozenset(r["regions"]),
-            lat=r["lat"],
-            lon=r["lon"],
-            capacity=r["capacity"],
-            shift_override=r["shift_override"],
-            shifts=parse_shifts(r["shifts"]),
-        )
+        view = policy_view(r)
         out.append(
             {
                 "surveyor_id": r["surveyor_id"],

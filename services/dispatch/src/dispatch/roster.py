@@ -60,7 +60,8 @@ def local_day_start(now: datetime) -> datetime:
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _view(r: asyncpg.Record) -> policy.SurveyorView:
+def policy_view(r: asyncpg.Record) -> policy.SurveyorView:
+    """What the policy knows of a surveyor row (with its `today` count)."""
     return policy.SurveyorView(
         surveyor_id=r["surveyor_id"],
         team=r["team"],
@@ -112,7 +113,7 @@ class RosterCache:
             if r["retired"]:
                 self.views.pop(r["surveyor_id"], None)
             else:
-                self.views[r["surveyor_id"]] = _view(r)
+                self.views[r["surveyor_id"]] = policy_view(r)
         self.horizon = int(head["xmin"])
         self.reader = int(me) if me is not None else None
         self.day = day
