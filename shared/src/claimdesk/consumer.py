@@ -143,9 +143,7 @@ class EventConsumer:
         inflight: asyncio.Task[None] | None = None  # the previous fetch (pipelined specs)
         try:
             while True:
-                batches = await consumer.getmany(
-                    timeout_ms=200, max_records=self.spec.max_records
-                )
+                batches = await consumer.getmany(timeout_ms=200, max_records=self.spec.max_records)
                 self.stats.assigned = set(consumer.assignment())
                 fetched = {tp: records for tp, records in batches.items() if records}
                 if not fetched:
