@@ -22,6 +22,19 @@ class Connection:
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
+        reused = self._writer is not None
+        try:
+            return await self._request(method, path, body, headers)
+        except ConnectionError:
+            if not reused:
+                raise
+            # the server closed an idle keep-alive connection (uvicorn does after 5 s) before
+            # reading this request: it never ran, so send it again on a new connection
+            return await self._request(method, path, body, headers)
+
+    async def _request(
+        self, method: str, path: str, body: bytes, headers: dict[str, str] | None
+    ) -> tuple[int, bytes]:
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         assert self._reader is not None
@@ -32,7 +45,7 @@ class Connection:
         try:
             status_line = await self._reader.readline()
             if not status_line:
-                raise ConnectionError("server closed the connection")
+                raise ConnectionError("server closed the connection before answering")
             status = int(status_line.split(b" ", 2)[1])
             length, close = 0, False
             while (line := await self._reader.readline()) not in (b"\r\n", b""):
