@@ -37,11 +37,17 @@ from claimdesk.telemetry import extract_context, tracer
 log = logging.getLogger(__name__)
 
 # The oldest committed appends, with their events in order.
+# LATERAL: each outbox row reads its own events by position (an index range). A plain join
+# let the planner pick a hash join over a sequential scan of the whole events table, on every
+# poll with something to publish: the relay slowed down as the store grew.
 _BATCH_SQL = f"""
-SELECT o.id AS outbox_id, {read_columns("e")}
+SELECT o.id AS outbox_id, e.*
 FROM (SELECT id, tx_id, first_position, last_position FROM outbox ORDER BY id LIMIT $1) o
-JOIN events e ON e.tx_id = o.tx_id
-             AND e.global_position BETWEEN o.first_position AND o.last_position
+CROSS JOIN LATERAL (
+    SELECT {read_columns()} FROM events
+    WHERE global_position BETWEEN o.first_position AND o.last_position AND tx_id = o.tx_id
+    ORDER BY global_position
+) e
 ORDER BY o.id, e.global_position
 """
 

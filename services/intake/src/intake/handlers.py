@@ -283,25 +283,32 @@ async def _find_duplicate(
     insurer (one round trip)."""
     if not ev.report_no and not ev.plate:
         return None
+    # One index-friendly branch per match kind (a single OR'ed query with "$n IS NOT NULL"
+    # guards got a generic plan that scanned the whole table on every post).
+    cols = "case_id, insurer_code, channel, data, seq, (data->>'duplicate_of') IS NOT NULL AS dup"
+    branches, args = [], [ev.insurer_code, ev.channel]
+    if ev.report_no:
+        args.append(ev.report_no)
+        branches.append(
+            f"""SELECT {cols}, true AS by_report_no FROM cases
+                WHERE insurer_code = $1 AND report_no = ${len(args)} AND channel <> $2
+                  AND status <> 'cancelled'"""
+        )
+    if ev.plate:
+        args += [ev.plate, ev.loss_time, timedelta(seconds=window_s)]
+        n = len(args)
+        same_report = f"report_no = ${n - 3} AND insurer_code = $1" if ev.report_no else "false"
+        branches.append(
+            f"""SELECT {cols}, coalesce({same_report}, false) AS by_report_no FROM cases
+                WHERE plate = ${n - 2}
+                  AND loss_time BETWEEN ${n - 1}::timestamptz - ${n}::interval
+                                    AND ${n - 1}::timestamptz + ${n}::interval
+                  AND (channel <> $2 OR insurer_code <> $1) AND status <> 'cancelled'"""
+        )
     row = await conn.fetchrow(
-        """SELECT case_id, insurer_code, channel, data,
-                  (report_no IS NOT DISTINCT FROM $2 AND insurer_code = $1) AS by_report_no
-           FROM cases
-           WHERE status <> 'cancelled' AND (
-                 ($2::text IS NOT NULL AND insurer_code = $1 AND report_no = $2
-                  AND channel <> $3)
-              OR ($4::text IS NOT NULL AND plate = $4
-                  AND loss_time BETWEEN $5::timestamptz - $6::interval
-                                    AND $5::timestamptz + $6::interval
-                  AND (channel <> $3 OR insurer_code <> $1)))
-           ORDER BY by_report_no DESC, (data->>'duplicate_of') IS NOT NULL, seq
-           LIMIT 1""",
-        ev.insurer_code,
-        ev.report_no,
-        ev.channel,
-        ev.plate,
-        ev.loss_time,
-        timedelta(seconds=window_s),
+        " UNION ALL ".join(f"({b})" for b in branches)
+        + " ORDER BY by_report_no DESC, dup, seq LIMIT 1",
+        *args,
     )
     if row is None:
         return None
