@@ -216,10 +216,15 @@ async def test_migrations_upgrade_an_older_database_in_place(settings: Settings)
             )
             assert store_row == "INSERT 0 1"
             assert await migrate(conn, schema, CORE_MIGRATIONS) == [
-                "core/0002_consumers_and_timers"
+                "core/0002_consumers_and_timers",
+                "core/0003_queue_table_vacuum",
             ]
             assert await migrate(conn, schema, CORE_MIGRATIONS) == []
             assert await conn.fetchval("SELECT count(*) FROM events") == 1
             assert await conn.fetchval("SELECT to_regclass('timers') IS NOT NULL")
+            options = await conn.fetchval(
+                "SELECT reloptions FROM pg_class WHERE oid = to_regclass('outbox')"
+            )
+            assert "autovacuum_vacuum_threshold=1000" in options
     finally:
         await pool.close()
