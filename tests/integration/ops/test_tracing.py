@@ -27,10 +27,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +47,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from tests.integration.intake.helpers import case_body
 
 pytestmark = pytest.mark.slow
 
@@ -187,27 +187,6 @@ async def wait_ready(client: httpx.AsyncClient, url: str, timeout: float = 60) -
             return False
 
     await eventually(ready, timeout=timeout, interval=0.2)
-
-
-def case_body() -> dict[str, Any]:
-    return {
-        "report_no": f"RPT{uuid.uuid4().hex[:12].upper()}",
-        "policy_no": "PDAA202631010000012345",
-        "plate": "沪A12345",
-        "loss_type": "vehicle_own_damage",
-        "loss_time": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
-        "loss_address": "上海市浦东新区世纪大道100号",
-        "loss_lat": 31.2353,
-        "loss_lon": 121.5058,
-        "description": "两车追尾,前车后保险杠受损",
-        "reporter_name": "张伟",
-        "reporter_phone": "13812345678",
-        "insured_name": "张伟",
-        "insured_phone": "13812345678",
-        "survey_place": "scene",
-        "injuries": False,
-        "priority": "normal",
-    }
 
 
 async def test_one_case_is_one_trace_across_all_services(settings: Settings) -> None:
