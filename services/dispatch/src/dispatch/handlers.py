@@ -417,12 +417,6 @@ def roster_cache(rt: Runtime) -> RosterCache:
     return cache
 
 
-async def load_roster(
-    rt: Runtime, conn: asyncpg.Connection, now: datetime
-) -> list[policy.SurveyorView]:
-    return await roster_cache(rt).load(conn, now)
-
-
 async def ack_timeouts(rt: Runtime, conn: asyncpg.Connection) -> dict[str, Any]:
     cfg = await conn.fetchval("SELECT value FROM dispatch_config WHERE key = 'ack_timeouts'")
     base: dict[str, Any] = {
@@ -508,7 +502,7 @@ async def assignment_events(
     ds = dsettings(rt)
     ctx = ctx or await load_context(rt, conn, facts.insurer_code)
     prefs = ctx.prefs
-    roster = await load_roster(rt, conn, now)
+    roster = await roster_cache(rt).load(conn, now)
     decision = policy.choose(facts, roster, now, prefs, exclude=frozenset(state.tried))
     common = {"job_id": state.job_id, "case_id": state.case_id}
     if state.attempt >= ds.max_attempts:
