@@ -26,9 +26,9 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg has
     UNLISTEN *; RESET ALL`): one more round trip, and four statements for Postgres, per
     checkout. Ours carry no session state between checkouts: work runs in transactions
     (`SET LOCAL`, transaction-level advisory locks) and LISTEN has connections of its own.
-    Whoever leaves session state behind (a session advisory lock, a changed codec) calls
-    `needs_reset(conn)`, and that connection gets the full reset when released. asyncpg still
-    rolls back an open transaction and drops listener callbacks on every release."""
+    Whoever leaves session state behind (a session advisory lock, a SET outside a transaction)
+    calls `needs_reset(conn)`, and that connection gets the full reset when released. asyncpg
+    still rolls back an open transaction and drops listener callbacks on every release."""
 
     _reset_due = False
 
