@@ -5,9 +5,16 @@ from __future__ import annotations
 import json
 import logging
 
-from claimdesk.telemetry import JsonFormatter, current_trace_context, extract_context
+from claimdesk.telemetry import (
+    JsonFormatter,
+    SampleWhenObserved,
+    current_trace_context,
+    extract_context,
+)
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 
 def test_json_log_line_has_trace_and_extra_fields() -> None:
@@ -35,3 +42,25 @@ def test_no_trace_fields_outside_a_span() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert "trace_id" not in line
     assert current_trace_context() == {}
+
+
+def test_spans_are_dropped_until_observed_but_keep_their_trace() -> None:
+    sampler = SampleWhenObserved()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("unobserved") as span:
+        ctx = span.get_span_context()
+        carrier = current_trace_context()
+        with tracer.start_as_current_span("child") as child:
+            assert child.get_span_context().trace_id == ctx.trace_id
+    assert not span.is_recording()
+    assert ctx.is_valid  # ids still flow into logs, envelopes and traceparent headers
+    assert carrier["traceparent"].split("-")[1] == format(ctx.trace_id, "032x")
+    assert exporter.get_finished_spans() == ()
+
+    sampler.observed = True  # what setup_tracing does when it installs a processor
+    with tracer.start_as_current_span("observed") as span:
+        assert span.is_recording()
+    assert [s.name for s in exporter.get_finished_spans()] == ["observed"]
