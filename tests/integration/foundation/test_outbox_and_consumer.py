@@ -294,3 +294,28 @@ async def test_unwanted_types_are_skipped_before_decoding(settings: Settings) ->
     assert handled == ["CaseReported"] * 3
     assert marks == 3  # the handled events only: skipped ones leave no mark
     assert [r["key"] for r in letters] == ["p1"]
+
+
+async def test_backlog_gauge_counts_what_a_full_batch_left_and_zero_once_drained(
+    settings: Settings,
+) -> None:
+    from claimdesk.metrics import OUTBOX_BACKLOG
+
+    await ensure_topics(settings)
+    async with store_in_schema(settings) as (pool, store):
+        await append_cases(pool, store, cases=5, steps=0)
+        relay = relay_for(pool, settings)
+        relay.batch_size = 2
+        gauge = OUTBOX_BACKLOG.labels("intake")
+        producer = make_producer(settings, "t-relay-gauge")
+        await producer.start()
+        try:
+            assert await relay.relay_once(producer) == 2  # full: the rest is counted
+            assert gauge._value.get() == 3
+            assert await relay.relay_once(producer) == 2
+            assert gauge._value.get() == 1
+            assert await relay.relay_once(producer) == 1  # short: everything committed went
+            assert gauge._value.get() == 0
+            assert await relay.backlog() == 0
+        finally:
+            await producer.stop()

@@ -692,7 +692,13 @@ async def on_ack_timeout(
 
 
 async def _still_for(conn: asyncpg.Connection, payload: dict[str, Any]) -> asyncpg.Record | None:
-    row = await conn.fetchrow("SELECT * FROM jobs WHERE job_id = $1", payload["job_id"])
+    """The job, if it is still the payload's surveyor's (and attempt's), with that surveyor's
+    name and phone (`surveyor_name`, `surveyor_phone`): one round trip per notification."""
+    row = await conn.fetchrow(
+        "SELECT j.*, s.name AS surveyor_name, s.phone AS surveyor_phone FROM jobs j "
+        "LEFT JOIN surveyors s ON s.surveyor_id = j.surveyor_id WHERE j.job_id = $1",
+        payload["job_id"],
+    )
     if row is None or row["surveyor_id"] != payload["surveyor_id"]:
         return None
     if "attempt" in payload and row["attempt"] != payload["attempt"]:
@@ -705,10 +711,7 @@ async def on_notify_sms(rt: Runtime, conn: asyncpg.Connection, timer: Timer, now
     job = await _still_for(conn, p)
     if job is None or job["status"] != "assigned":
         return
-    phone = await conn.fetchval(
-        "SELECT phone FROM surveyors WHERE surveyor_id = $1", p["surveyor_id"]
-    )
-    await _send_sms(rt, conn, timer, now, job, phone, job_sms_text(job), "surveyor")
+    await _send_sms(rt, conn, timer, now, job, job["surveyor_phone"], job_sms_text(job), "surveyor")
 
 
 async def on_notify_customer(
@@ -718,9 +721,7 @@ async def on_notify_customer(
     job = await _still_for(conn, p)
     if job is None or not job["contact_phone"]:
         return
-    s = await conn.fetchrow(
-        "SELECT name, phone FROM surveyors WHERE surveyor_id = $1", p["surveyor_id"]
-    )
+    s = {"name": job["surveyor_name"], "phone": job["surveyor_phone"]}
     await _send_sms(
         rt, conn, timer, now, job, job["contact_phone"], customer_sms_text(job, s), "customer"
     )
