@@ -106,6 +106,11 @@ class SampleWhenObserved(Sampler):
 _sampler = SampleWhenObserved()
 
 
+def spans_observed() -> bool:
+    """Whether anything receives spans (an exporter or a test's processor) in this process."""
+    return _sampler.observed
+
+
 def _add_processor(provider: TracerProvider, processor: SpanProcessor) -> None:
     provider.add_span_processor(processor)
     _sampler.observed = True
