@@ -353,6 +353,8 @@ async def _register(
     idem_key: str | None,
     req_hash: str,
 ) -> tuple[dict[str, Any], bool]:
+    """Store a new case, or return the first one (`req_hash`: the request's hash, needed only
+    with an `idem_key`)."""
     now = rt.clock.now()
     async with rt.pool.acquire() as conn, conn.transaction():
         if idem_key:
@@ -496,7 +498,7 @@ async def report_case(
         ev,
         scope=f"insurer:{who.insurer_code}",
         idem_key=idem_key,
-        req_hash=request_hash("case", body.model_dump(mode="json")),
+        req_hash=request_hash("case", body.model_dump(mode="json")) if idem_key else "",
     )
     CASES.labels("insurer_api", "created" if out[1] else "repeat").inc()
     return out
@@ -538,7 +540,7 @@ async def report_by_phone(
         ev,
         scope=f"staff:{owner}",
         idem_key=idem_key,
-        req_hash=request_hash("phone", body.model_dump(mode="json")),
+        req_hash=request_hash("phone", body.model_dump(mode="json")) if idem_key else "",
     )
     CASES.labels("phone", "created" if out[1] else "repeat").inc()
     return out
