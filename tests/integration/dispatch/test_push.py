@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import json
 
+import pytest
 from claimdesk.settings import Settings
 from claimdesk.testing.plugin import eventually
+from dispatch import stream
 from dispatch.bootstrap import make_definition
 from dispatch.notify import sign_webhook
 from dispatch.settings import DispatchSettings
@@ -28,8 +30,9 @@ async def notified(svc, case_id: str) -> list[dict]:  # type: ignore[no-untyped-
 
 
 async def test_stream_delivers_new_jobs_resumes_and_beats(
-    settings: Settings, start_service
+    settings: Settings, start_service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(stream, "FEED_PAGE", 1)  # the resume below then reads two pages
     ds = DispatchSettings(heartbeat_s=0.3)
     async with start_service(make_definition(ds)) as svc, fake_intake(settings) as intake:
         s = await add_surveyor(svc.client, svc.admin_headers(), phone="13900001111")

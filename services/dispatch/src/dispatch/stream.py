@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from claimdesk.service import Runtime
 
 SAFETY_RECHECK_S = 30.0  # re-read even without a wake-up, in case a notification was lost
+FEED_PAGE = 200  # feed rows per query
 
 
 async def feed_events(
@@ -63,9 +64,10 @@ async def feed_events(
                 rows = await conn.fetch(
                     """SELECT f.seq, f.kind, f.attempt, j.* FROM job_feed f
                        JOIN jobs j ON j.job_id = f.job_id
-                       WHERE f.surveyor_id = $1 AND f.seq > $2 ORDER BY f.seq LIMIT 200""",
+                       WHERE f.surveyor_id = $1 AND f.seq > $2 ORDER BY f.seq LIMIT $3""",
                     surveyor_id,
                     last,
+                    FEED_PAGE,
                 )
             for r in rows:
                 yield {
@@ -79,7 +81,8 @@ async def feed_events(
                 last = r["seq"]
             if rows:
                 await _mark_delivered(rt, surveyor_id, up_to=last)
-                continue
+            if len(rows) == FEED_PAGE:
+                continue  # more may wait; a short page was all there was when `wake` was cleared
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=SAFETY_RECHECK_S)
     finally:
