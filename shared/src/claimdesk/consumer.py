@@ -16,6 +16,13 @@ nothing else).
 
 Batches: the consumer first tries a whole fetched batch in one transaction (fast path); if any
 handler fails, the batch is rolled back and replayed one message per transaction.
+
+A batch handler may dedupe itself (`batch_dedupes`): it stores every event it handles under
+the event's id, with a unique key, in the same transaction, and returns the ids it had not
+stored before. The batch then writes no marks: that store is the record of what was
+processed (a redelivered event finds itself there, and a concurrent consumer handling the same
+event waits on the key and finds it too). The one-by-one path still marks, so a dead-lettered
+event stays skipped there; redelivered in a batch, it is tried again (and counts once).
 """
 
 from __future__ import annotations
@@ -23,9 +30,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from uuid import UUID
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -39,8 +47,12 @@ from claimdesk.telemetry import extract_context, headers_to_carrier, tracer
 log = logging.getLogger(__name__)
 
 Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[None]]
-BatchHandler = Callable[[asyncpg.Connection, list[Envelope]], Awaitable[None]]
+# A batch handler returns None, or with `batch_dedupes` the ids of the events it had not
+# handled before.
+BatchHandler = Callable[[asyncpg.Connection, list[Envelope]], Awaitable[Collection[UUID] | None]]
 Decoder = Callable[[bytes], Envelope]
+
+DECODE_SLICE = 100  # pipelined: messages decoded between two turns of the event loop
 
 
 @dataclass
@@ -55,10 +67,14 @@ class ConsumerSpec:
     # Optional: fold a whole fetched batch at once (fresh, wanted events only, in order) in the
     # batch transaction; the one-by-one fallback still calls `handler`.
     batch_handler: BatchHandler | None = None
+    # Optional, with batch_handler: the batch handler dedupes itself (see the module doc) and
+    # returns the ids of the events new to it; the batch path then writes no marks.
+    batch_dedupes: bool = False
     # Optional: decode a message's bytes (default REGISTRY.decode).
     decoder: Decoder | None = None
-    # Optional: decode the next fetch while the previous one's transaction runs. Fetches still
-    # commit one at a time, in order, each fetch's offsets only after its database commit.
+    # Optional: decode the next fetch while the previous one's transaction runs, and commit a
+    # fetch's offsets while the next one's transaction runs. Fetches still commit one at a
+    # time, in order, each fetch's offsets only after its database commit.
     pipelined: bool = False
     # Optional: at most this many messages per fetch, so per transaction (default: the
     # settings' consumer_batch_size). Smaller batches commit, and so show their effects, sooner.
@@ -140,11 +156,16 @@ class EventConsumer:
                     log.debug("consumer stop failed", extra={"cd_error": repr(exc)})
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        inflight: asyncio.Task[None] | None = None  # the previous fetch (pipelined specs)
+        # Pipelined specs: the previous fetch's transaction, and the offset commits not yet
+        # done (each waits for its fetch's transaction and for the commit before it).
+        inflight: asyncio.Task[None] | None = None
+        commits: deque[asyncio.Task[None]] = deque()
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=self.spec.max_records)
                 self.stats.assigned = set(consumer.assignment())
+                while commits and commits[0].done():
+                    await commits.popleft()  # raises its error, if any
                 fetched = {tp: records for tp, records in batches.items() if records}
                 if not fetched:
                     if inflight is not None and inflight.done():
@@ -155,31 +176,58 @@ class EventConsumer:
                 # order; order across partitions carries no meaning.
                 records = [r for records in fetched.values() for r in records]
                 if not self.spec.pipelined:
-                    await self._process_and_commit(consumer, fetched, records, None)
+                    await self.process(records, None)
+                    await self._commit_offsets(consumer, fetched)
                     continue
                 decoded: list[_Decoded] = []
-                for i in range(0, len(records), 256):  # let the previous fetch's queries go on
-                    decoded += self._prepare(records[i : i + 256])
+                for i in range(0, len(records), DECODE_SLICE):  # let the previous fetch go on
+                    decoded += self._prepare(records[i : i + DECODE_SLICE])
                     await asyncio.sleep(0)
                 if inflight is not None:
-                    await inflight
-                inflight = asyncio.create_task(
-                    self._process_and_commit(consumer, fetched, records, decoded)
+                    await inflight  # its database commit; its offsets may still be on the way
+                if len(commits) >= 2:
+                    await commits.popleft()
+                inflight = asyncio.create_task(self.process(records, decoded))
+                commits.append(
+                    asyncio.create_task(
+                        self._commit_after(
+                            consumer, fetched, inflight, commits[-1] if commits else None
+                        )
+                    )
                 )
         finally:
+            # Let a transaction under way end (what it counted, it committed); offsets not
+            # committed yet are not: those messages come again, as duplicates.
             if inflight is not None and not inflight.done():
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(inflight), timeout=10)
                 inflight.cancel()
                 with contextlib.suppress(BaseException):
                     await inflight
+            for task in commits:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
 
-    async def _process_and_commit(
+    async def _commit_after(
         self,
         consumer: AIOKafkaConsumer,
         fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
-        records: list[ConsumerRecord[bytes, bytes]],
-        decoded: list[_Decoded] | None,
+        processed: asyncio.Task[None],
+        previous: asyncio.Task[None] | None,
     ) -> None:
-        await self.process(records, decoded)
+        """A pipelined fetch's offsets: after its database commit and the previous fetch's
+        offsets, while the next fetch's transaction runs."""
+        await processed
+        if previous is not None:
+            await previous
+        await self._commit_offsets(consumer, fetched)
+
+    async def _commit_offsets(
+        self,
+        consumer: AIOKafkaConsumer,
+        fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
         if self.before_offset_commit is not None:
             await self.before_offset_commit()
         await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in fetched.items()})
@@ -234,13 +282,15 @@ class EventConsumer:
             decoded = self._prepare(records)
         if len(decoded) > 1 and all(d.envelope is not None for d in decoded):
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    if self.spec.batch_handler is not None:
-                        outcomes = await self._handle_batch(conn, decoded)
-                    else:
-                        outcomes = [await self._handle(conn, d) for d in decoded]
-                for outcome, n in Counter(outcomes).items():
-                    self._count(outcome, n)
+                async with self.pool.acquire() as conn:
+                    async with conn.transaction():
+                        if self.spec.batch_handler is not None:
+                            outcomes = await self._handle_batch(conn, decoded)
+                        else:
+                            outcomes = [await self._handle(conn, d) for d in decoded]
+                    # Counted at once: nothing (not even a cancellation) comes in between.
+                    for outcome, n in Counter(outcomes).items():
+                        self._count(outcome, n)
                 return
             except (asyncpg.InterfaceError, OSError, ConnectionError):
                 raise
@@ -259,9 +309,10 @@ class EventConsumer:
         error = ""
         for attempt in range(1, self.max_attempts + 1):
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    outcome = await self._handle(conn, d)
-                self._count(outcome)
+                async with self.pool.acquire() as conn:
+                    async with conn.transaction():
+                        outcome = await self._handle(conn, d)
+                    self._count(outcome)
                 return
             except (asyncpg.InterfaceError, OSError, ConnectionError):
                 raise  # infrastructure, not the event: let run() reconnect and redeliver
@@ -314,9 +365,26 @@ class EventConsumer:
         return "handled"
 
     async def _handle_batch(self, conn: asyncpg.Connection, decoded: list[_Decoded]) -> list[str]:
-        """Mark a batch in one statement and give the fresh, wanted events to `batch_handler`."""
-        assert self.spec.batch_handler is not None
+        """Mark a batch in one statement and give the fresh, wanted events to `batch_handler`
+        (with `batch_dedupes`: give it the wanted events, and it says which were fresh)."""
         envs = [d.envelope for d in decoded if d.envelope is not None]
+        types = self.spec.event_types
+        if self.spec.batch_dedupes:
+            wanted = [e for e in envs if types is None or e.event_type in types]
+            new = await self._run_batch_handler(conn, wanted) if wanted else ()
+            if new is None:
+                raise TypeError(f"{self.spec.name}: a deduping batch handler returned None")
+            fresh = set(new)
+            outcomes: list[str] = []
+            for env in envs:
+                if types is not None and env.event_type not in types:
+                    outcomes.append("ignored")
+                elif env.event_id in fresh:
+                    fresh.discard(env.event_id)
+                    outcomes.append("handled")
+                else:
+                    outcomes.append("duplicate")
+            return outcomes
         rows = await conn.fetch(
             "INSERT INTO processed_events (consumer, event_id) "
             "SELECT $1, e FROM unnest($2::uuid[]) AS e ON CONFLICT DO NOTHING RETURNING event_id",
@@ -324,47 +392,53 @@ class EventConsumer:
             [e.event_id for e in envs],
         )
         fresh_ids = {r["event_id"] for r in rows}
-        outcomes: list[str] = []
-        wanted: list[Envelope] = []
+        outcomes = []
+        wanted = []
         for env in envs:
             if env.event_id not in fresh_ids:
                 outcomes.append("duplicate")
                 continue
             fresh_ids.discard(env.event_id)
-            if self.spec.event_types is not None and env.event_type not in self.spec.event_types:
+            if types is not None and env.event_type not in types:
                 outcomes.append("ignored")
                 continue
             outcomes.append("handled")
             wanted.append(env)
         if wanted:
-            with tracer().start_as_current_span(
-                f"consume batch of {len(wanted)}", kind=trace.SpanKind.CONSUMER
-            ) as span:
-                span.set_attribute("messaging.consumer.group.name", self.spec.name)
-                span.set_attribute("messaging.batch.message_count", len(wanted))
-                # One span per traced event, in that event's trace, so the batch shows up in
-                # every journey it folded (the batch span itself belongs to no single trace).
-                batch_link = [trace.Link(span.get_span_context())]
-                per_event = [
-                    tracer().start_span(
-                        f"consume {env.event_type}",
-                        context=extract_context(env.trace_context),
-                        kind=trace.SpanKind.CONSUMER,
-                        links=batch_link,
-                        attributes={
-                            "messaging.consumer.group.name": self.spec.name,
-                            "messaging.message.id": str(env.event_id),
-                        },
-                    )
-                    for env in wanted
-                    if env.trace_context
-                ]
-                try:
-                    await self.spec.batch_handler(conn, wanted)
-                finally:
-                    for event_span in per_event:
-                        event_span.end()
+            await self._run_batch_handler(conn, wanted)
         return outcomes
+
+    async def _run_batch_handler(
+        self, conn: asyncpg.Connection, wanted: list[Envelope]
+    ) -> Collection[UUID] | None:
+        assert self.spec.batch_handler is not None
+        with tracer().start_as_current_span(
+            f"consume batch of {len(wanted)}", kind=trace.SpanKind.CONSUMER
+        ) as span:
+            span.set_attribute("messaging.consumer.group.name", self.spec.name)
+            span.set_attribute("messaging.batch.message_count", len(wanted))
+            # One span per traced event, in that event's trace, so the batch shows up in
+            # every journey it folded (the batch span itself belongs to no single trace).
+            batch_link = [trace.Link(span.get_span_context())]
+            per_event = [
+                tracer().start_span(
+                    f"consume {env.event_type}",
+                    context=extract_context(env.trace_context),
+                    kind=trace.SpanKind.CONSUMER,
+                    links=batch_link,
+                    attributes={
+                        "messaging.consumer.group.name": self.spec.name,
+                        "messaging.message.id": str(env.event_id),
+                    },
+                )
+                for env in wanted
+                if env.trace_context
+            ]
+            try:
+                return await self.spec.batch_handler(conn, wanted)
+            finally:
+                for event_span in per_event:
+                    event_span.end()
 
     async def _dead_letter(self, d: _Decoded, error: str, attempts: int) -> None:
         r = d.record

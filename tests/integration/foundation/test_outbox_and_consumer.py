@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
+from uuid import UUID
 
 import asyncpg
 import pytest
@@ -294,6 +295,89 @@ async def test_unwanted_types_are_skipped_before_decoding(settings: Settings) ->
     assert handled == ["CaseReported"] * 3
     assert marks == 3  # the handled events only: skipped ones leave no mark
     assert [r["key"] for r in letters] == ["p1"]
+
+
+async def test_self_deduping_batch_handler_writes_no_marks_and_counts_once(
+    settings: Settings,
+) -> None:
+    """`batch_dedupes`: the batch handler's own unique key is the record of what was
+    processed. A crash between the database commit and the offset commit redelivers the
+    batch; the handler finds the events stored and says so, and nothing counts twice."""
+    await ensure_topics(settings)
+    async with store_in_schema(settings, "analytics") as (pool, store):
+        async with pool.acquire() as conn:
+            await conn.execute("CREATE TABLE seen (event_id uuid PRIMARY KEY, case_id text)")
+            await conn.execute("CREATE TABLE tally (case_id text PRIMARY KEY, n int NOT NULL)")
+
+        async def one(conn: asyncpg.Connection, env: Envelope) -> None:
+            await batch(conn, [env])
+
+        async def batch(conn: asyncpg.Connection, envs: list[Envelope]) -> list[UUID]:
+            rows = await conn.fetch(
+                "INSERT INTO seen SELECT * FROM unnest($1::uuid[], $2::text[]) "
+                "ON CONFLICT (event_id) DO NOTHING RETURNING event_id, case_id",
+                [e.event_id for e in envs],
+                [e.key for e in envs],
+            )
+            await conn.execute(
+                "INSERT INTO tally SELECT c, 1 FROM unnest($1::text[]) AS c "
+                "ON CONFLICT (case_id) DO UPDATE SET n = tally.n + 1",
+                [r["case_id"] for r in rows],
+            )
+            return [r["event_id"] for r in rows]
+
+        spec = ConsumerSpec(
+            "self-deduping",
+            [settings.topic("intake")],
+            one,
+            batch_handler=batch,
+            batch_dedupes=True,
+            pipelined=True,
+            group_id=f"{settings.topic_prefix}self-deduping",
+        )
+        async with pool.acquire() as conn:
+            for c in range(6):
+                await store.append(conn, f"d{c}", [case_reported(f"d{c}")], 0)
+        producer = make_producer(settings, "t-raw")
+        await producer.start()
+        try:
+            await republish(pool, store, producer, service="intake")
+        finally:
+            await producer.stop()
+
+        async def crash() -> None:
+            raise Crash
+
+        first = EventConsumer(
+            spec,
+            pool,
+            lambda g: make_consumer(settings, g),
+            service="t",
+            before_offset_commit=crash,
+        )
+        with pytest.raises(Crash):
+            await asyncio.wait_for(first.run(), 30)
+        assert first.stats.handled >= 1  # committed in Postgres, not in Kafka
+        second = EventConsumer(spec, pool, lambda g: make_consumer(settings, g), service="t")
+        task = asyncio.create_task(second.run())
+        try:
+
+            async def all_counted() -> bool:
+                async with pool.acquire() as conn:
+                    return bool(await conn.fetchval("SELECT count(*) = 6 FROM tally"))
+
+            await eventually(all_counted, timeout=20)
+            await eventually(
+                lambda: second.stats.skipped_duplicates >= first.stats.handled, timeout=10
+            )
+        finally:
+            task.cancel()
+        assert first.stats.handled + second.stats.handled == 6
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT sum(n) FROM tally") == 6
+            assert await conn.fetchval("SELECT count(*) FROM seen") == 6
+            # the batches left no marks: the handler's key was the record
+            assert await conn.fetchval("SELECT count(*) FROM processed_events") == 0
 
 
 async def test_backlog_gauge_counts_what_a_full_batch_left_and_zero_once_drained(
