@@ -8,11 +8,13 @@ history and otherwise ignored instead of being dead-lettered.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
 import asyncpg
+import orjson
 from asyncpg.pgproto.pgproto import UUID as PgUUID
 from claimdesk.events.base import REGISTRY, Envelope, Event, UnknownEvent
 from claimdesk.eventstore import decode_row
@@ -79,13 +81,27 @@ class RawPayload:
     its model: the rebuild's and the fold's fast path. The events come from our own services'
     stores and topics, which validated them when they were recorded."""
 
-    __slots__ = ("context", "data", "known", "payload_json")
+    __slots__ = ("_text", "context", "copy_line", "data", "known")
 
-    def __init__(self, data: dict[str, Any], context: str, known: bool, payload_json: str) -> None:
+    def __init__(
+        self,
+        data: dict[str, Any],
+        context: str,
+        known: bool,
+        payload_json: str | bytes,
+        copy_line: bytes | None = None,
+    ) -> None:
         self.data = data
         self.context = context
         self.known = known
-        self.payload_json = payload_json  # as stored or published
+        self._text = payload_json  # as stored or published (UTF-8 bytes from a message)
+        # The event's case_events row in COPY's text format, when the decoder built it.
+        self.copy_line = copy_line
+
+    @property
+    def payload_json(self) -> str:
+        text = self._text
+        return text.decode() if isinstance(text, bytes) else text
 
     def partition_key(self) -> str | None:
         value = self.data.get("case_id")
@@ -158,71 +174,176 @@ def _kind(event_type: str, version: int) -> tuple[str, bool, bool]:
     return kind
 
 
-def _raw_payload(event_type: str, version: int, data: dict[str, Any], text: str) -> RawPayload:
+def _raw_payload(
+    event_type: str, version: int, data: dict[str, Any], text: str | bytes
+) -> RawPayload:
     context, known, upcast = _kind(event_type, version)
     if upcast:
         data = REGISTRY.upcast(event_type, version, data)
     return RawPayload(data, context, known, text)
 
 
-_PAYLOAD_MEMBER = ',"payload":'
+_PAYLOAD_MEMBER = b',"payload":'
 _loads = json.loads
-_scan = json.JSONDecoder().raw_decode  # json.loads without its two whitespace scans
+_fast_loads = orjson.loads
 
 
-def _exactly_one(text: str) -> Any:
-    value, end = _scan(text)
-    if end != len(text):
-        raise ValueError("not exactly one JSON value")
-    return value
-
-
-def _split(text: str) -> tuple[dict[str, Any], Any, str]:
-    """(envelope fields, payload, payload text as published).
+def _split(data: bytes) -> tuple[dict[str, Any], Any, bytes]:
+    """(envelope fields, payload, payload text as published, UTF-8).
 
     Publishers write the payload last, as stored (`claimdesk.eventstore.wire_message`): its
     text is then taken as is, with no second encoding. The first `,"payload":` of a JSON text
-    is never inside a string (there its quote would be escaped), and the slice after it must
-    parse as exactly one value up to the closing brace, so anything else (a payload not last,
-    other spacing, a nested key of that name) is parsed whole and the payload dumped again."""
-    at = text.find(_PAYLOAD_MEMBER)
-    if at > 0 and text[-1] == "}":
-        payload_text = text[at + len(_PAYLOAD_MEMBER) : -1]
-        try:
-            return _exactly_one(text[:at] + "}"), _exactly_one(payload_text), payload_text
-        except ValueError:
-            pass
+    is never inside a string (there its quote would be escaped); the text before it plus a
+    closing brace must parse as an object (so the match is a member of the envelope itself)
+    and the slice after it as exactly one object up to the closing brace, with nothing around
+    it. Anything else (a payload not last, other spacing, a nested key of that name, JSON that
+    orjson refuses and the json module reads, such as a huge integer) is parsed whole by the
+    json module and the payload dumped again."""
+    at = data.find(_PAYLOAD_MEMBER)
+    if at > 0 and data[-1:] == b"}":
+        payload_text = data[at + len(_PAYLOAD_MEMBER) : -1]
+        if payload_text[:1] == b"{" and payload_text[-1:] == b"}":
+            try:
+                head = _fast_loads(data[:at] + b"}")
+                payload = _fast_loads(payload_text)
+            except ValueError:  # orjson.JSONDecodeError is one
+                pass
+            else:
+                if type(head) is dict:
+                    return head, payload, payload_text
+    return _split_whole(data.decode())
+
+
+def _split_whole(text: str) -> tuple[dict[str, Any], Any, bytes]:
     raw: dict[str, Any] = _loads(text)
     if not isinstance(raw, dict):
         raise ValueError("an envelope must be a JSON object")
     payload = raw.pop("payload", None)
-    return raw, payload, json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return raw, payload, json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+_NEEDS_ESCAPE_B = re.compile(rb"[\\\t\n\r]")
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_ESCAPES_B = {b"\\": b"\\\\", b"\t": b"\\t", b"\n": b"\\n", b"\r": b"\\r"}
+COPY_NULL = "\\N"
+
+
+def copy_value(value: Any) -> str:
+    """A value in COPY's text format (None is NULL; anything else as its str, escaped)."""
+    if value is None:
+        return COPY_NULL
+    if not isinstance(value, str):
+        value = str(value)
+    if _NEEDS_ESCAPE.search(value) is None:
+        return value
+    return _NEEDS_ESCAPE.sub(lambda m: _ESCAPES[m.group()], value)
+
+
+def _copy_bytes(text: bytes) -> bytes:
+    if _NEEDS_ESCAPE_B.search(text) is None:
+        return text
+    return _NEEDS_ESCAPE_B.sub(lambda m: _ESCAPES_B[m.group()], text)
+
+
+def _copy_time(text: Any, value: datetime) -> str:
+    """A timestamp for COPY: the published text when it is what isoformat() gives (the form
+    `wire_message` writes: microseconds and an hh:mm offset), else isoformat()."""
+    if (
+        type(text) is str
+        and len(text) == 32
+        and text[10] == "T"
+        and text[19] == "."
+        and text[26] in "+-"
+    ):
+        return text
+    return value.isoformat()
+
+
+def _copy_uuid(text: Any, value: UUID) -> str:
+    """A uuid for COPY: the published text when it is the canonical form (as str() gives it,
+    read alike by Postgres), else str()."""
+    if (
+        type(text) is str
+        and len(text) == 36
+        and text[8] == "-"
+        and text[13] == "-"
+        and text[18] == "-"
+        and text[23] == "-"
+    ):
+        return text
+    return str(value)
 
 
 def decode_fast(data: bytes | str) -> Envelope:
     """A published envelope with a RawPayload (no model validation): the consumer's and the
-    Kafka rebuild's decoder. The stored history keeps the payload text as it came."""
-    raw, data_, text = _split(data.decode() if isinstance(data, bytes) else data)
+    Kafka rebuild's decoder. The stored history keeps the payload text as it came; the
+    event's case_events row is formatted here too (COPY text), while the message's own text
+    is at hand."""
+    if isinstance(data, str):
+        data = data.encode()
+    raw, data_, text = _split(data)
     if not isinstance(data_, dict):
         raise ValueError("envelope without a payload object")
     event_type = raw["event_type"]
     version = int(raw["schema_version"])
     causation = raw.get("causation_id")
+    occurred_text, recorded_text = raw["occurred_at"], raw["recorded_at"]
     env = FastEnvelope.__new__(FastEnvelope)
-    env.event_id = PgUUID(raw["event_id"])
+    event_id = raw["event_id"]
+    env.event_id = PgUUID(event_id)
     env.event_type = event_type
     env.schema_version = version
-    env.stream_id = raw["stream_id"]
-    env.sequence = int(raw["sequence"])
-    env.occurred_at = _dt(raw["occurred_at"])
-    env.recorded_at = _dt(raw["recorded_at"])
-    env.producer = raw["producer"]
-    env.correlation_id = PgUUID(raw["correlation_id"])
+    env.stream_id = stream_id = raw["stream_id"]
+    env.sequence = sequence = int(raw["sequence"])
+    env.occurred_at = occurred = _dt(occurred_text)
+    env.recorded_at = recorded = occurred if recorded_text == occurred_text else _dt(recorded_text)
+    env.producer = producer = raw["producer"]
+    correlation = raw["correlation_id"]
+    env.correlation_id = PgUUID(correlation)
     env.causation_id = PgUUID(causation) if causation else None
-    env.actor = raw.get("actor")
-    env.key = raw["key"]
+    env.actor = actor = raw.get("actor")
+    env.key = key = raw["key"]
     env.trace_context = raw.get("trace_context") or {}
-    env.payload = _raw_payload(event_type, version, data_, text)
+    context, known, upcast = _kind(event_type, version)
+    if upcast:
+        data_ = REGISTRY.upcast(event_type, version, data_)
+    value = data_.get("case_id")
+    case_id = str(value) if value else None
+    subject = case_id or key or stream_id
+    if (
+        not upcast
+        and data.find(b"\\") < 0  # no escape in a JSON string: no value needs one in COPY
+        and data.find(b"\n") < 0  # no raw newline, tab or return between JSON tokens
+        and data.find(b"\t") < 0
+        and data.find(b"\r") < 0
+        and type(event_type) is str
+        and type(stream_id) is str
+        and type(producer) is str
+        and (key is None or type(key) is str)
+        and (actor is None or type(actor) is str)
+    ):
+        event_type_, context_, producer_, stream_id_ = event_type, context, producer, stream_id
+        key_ = COPY_NULL if key is None else key
+        actor_ = COPY_NULL if actor is None else actor
+        case_text = COPY_NULL if case_id is None else subject
+        payload_text = text
+    else:  # escape each value (rare)
+        event_type_, context_, producer_, stream_id_, subject, key_, actor_ = map(
+            copy_value, (event_type, context, producer, stream_id, subject, key, actor)
+        )
+        case_text = copy_value(case_id)
+        payload_text = _copy_bytes(text)
+    line = (
+        f"{_copy_uuid(event_id, env.event_id)}\t{case_text}\t{subject}\t{event_type_}\t{version}\t{context_}\t"
+        f"{producer_}\t{stream_id_}\t{sequence}\t{_copy_time(occurred_text, occurred)}\t"
+        f"{_copy_time(recorded_text, recorded)}\t{actor_}\t"
+        f"{_copy_uuid(correlation, env.correlation_id)}\t"
+        f"{COPY_NULL if env.causation_id is None else _copy_uuid(causation, env.causation_id)}\t"
+        f"{key_}\t"
+        f"{'t' if known else 'f'}\t"
+    ).encode()
+    env.payload = RawPayload(data_, context, known, text, line + payload_text + b"\n")
     return env  # type: ignore[return-value]
 
 

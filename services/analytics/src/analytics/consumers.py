@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from datetime import timedelta
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -63,8 +64,9 @@ def consumer_specs(runtime: Runtime) -> list[ConsumerSpec]:
     async def one(conn: asyncpg.Connection, env: Envelope) -> None:
         await folder.apply(conn, [env])
 
-    async def batch(conn: asyncpg.Connection, envs: list[Envelope]) -> None:
-        await folder.apply(conn, envs)
+    async def batch(conn: asyncpg.Connection, envs: list[Envelope]) -> list[UUID]:
+        # The history's event_id key is the dedupe (Folder.insert_history): no marks.
+        return [e.event_id for e in await folder.apply(conn, envs)]
 
     return [
         ConsumerSpec(
@@ -72,6 +74,7 @@ def consumer_specs(runtime: Runtime) -> list[ConsumerSpec]:
             [runtime.topic(c) for c in CONTEXTS],
             one,
             batch_handler=batch,
+            batch_dedupes=True,
             decoder=decode_fast,
             pipelined=True,
         )

@@ -7,19 +7,26 @@ with exactly the same code.
 
 from __future__ import annotations
 
-import io
-import re
+import asyncio
+import contextlib
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 from claimdesk.events.base import Envelope
 
-from analytics.codec import RawPayload, case_id_of, is_known, payload_json
-from analytics.projections import BatchFold, FoldConfig, Row, fold_batch, keys_by_table
+from analytics.codec import RawPayload, case_id_of, copy_value, is_known, payload_json
+from analytics.projections import (
+    BatchFold,
+    FoldConfig,
+    Folding,
+    Row,
+    fold_batch,
+    keys_by_table,
+)
 from analytics.tables import (
     ALL_TABLES,
-    BY_NAME,
     CASE_COUNTS,
     CASE_EVENTS,
     ESCALATIONS,
@@ -28,10 +35,7 @@ from analytics.tables import (
 )
 
 NOTIFY_CHANNEL = "analytics_changed"
-
-
-def _columns(table: Table, rows: list[Row]) -> list[list[Any]]:
-    return [[r.get(c) for r in rows] for c in table.column_names]
+FOLD_SLICE = 200  # events folded between two turns of the event loop
 
 
 class Folder:
@@ -54,13 +58,14 @@ class Folder:
         # `fresh_keys` (a rebuild writer that alone writes its tables, from empty): the keys it
         # wrote so far; a key never written cannot be in the table, so it is not looked up.
         self._written: dict[str, set[str]] | None = {} if fresh_keys else None
-        self._upsert = {t.name: t.upsert_sql(self.t(t)) for t in ALL_TABLES}
-        # The live history: the keys already stored are looked up, the others copied in (text
-        # COPY, built here: asyncpg's binary COPY has no encoder for the pool's json codec).
-        self._stored_sql = (
-            f"SELECT event_id FROM {self.t(CASE_EVENTS)} WHERE event_id = ANY($1::uuid[])"
+        self._upsert = {t.name: t.upsert_sql(self.t(t), from_json=True) for t in ALL_TABLES}
+        self._insert_history_sql = (
+            CASE_EVENTS.insert_sql(self.t(CASE_EVENTS)).replace(
+                "ON CONFLICT DO NOTHING", "ON CONFLICT (event_id) DO NOTHING"
+            )
+            + " RETURNING event_id"
         )
-        self._escalation_sql = ESCALATIONS.insert_sql(self.t(ESCALATIONS))
+        self._escalation_sql = ESCALATIONS.insert_sql(self.t(ESCALATIONS), from_json=True)
         self._load = {
             t.name: (
                 f"SELECT {', '.join(t.column_names)} FROM {self.t(t)} "
@@ -79,42 +84,91 @@ class Folder:
         self, conn: asyncpg.Connection, events: list[Envelope]
     ) -> list[Envelope]:
         """Store every event in case_events; return those not stored before, in order."""
+        unique = self._new(events)
+        return await self._store_history(conn, unique) if unique else unique
+
+    def _new(self, events: list[Envelope]) -> list[Envelope]:
+        """Each event once; for a rebuild's bulk load only those it did not store yet."""
         seen: set[Any] = set()
         unique: list[Envelope] = []
         for env in events:
             if env.event_id not in seen:
                 seen.add(env.event_id)
                 unique.append(env)
-        if not unique:
-            return []
         if self.copy_history:
-            fresh_envs = [e for e in unique if e.event_id not in self._seen]
-            self._seen.update(e.event_id for e in fresh_envs)
+            unique = [e for e in unique if e.event_id not in self._seen]
+            self._seen.update(e.event_id for e in unique)
+        return unique
+
+    async def _store_history(
+        self, conn: asyncpg.Connection, unique: list[Envelope]
+    ) -> list[Envelope]:
+        if self.copy_history:  # deduped in memory (`_new`): the only writer of its tables
             await conn.copy_records_to_table(
                 self.t(CASE_EVENTS),
-                records=[history_record(e) for e in fresh_envs],
+                records=[history_record(e) for e in unique],
                 columns=CASE_EVENTS.column_names,
             )
-            return fresh_envs
-        # Only a rebuild's swap writes this table besides the live fold, under an EXCLUSIVE
-        # lock, and the consumer's processed_events mark (same transaction) keeps two live
-        # folds from taking the same event: what is not stored now is ours to store.
-        stored = {r[0] for r in await conn.fetch(self._stored_sql, [e.event_id for e in unique])}
-        fresh = [e for e in unique if e.event_id not in stored] if stored else unique
-        if fresh:
-            await conn.copy_to_table(
-                self.t(CASE_EVENTS),
-                source=io.BytesIO(copy_text(fresh).encode()),
-                columns=CASE_EVENTS.column_names,
-            )
+            return unique
+        # A plain COPY in a savepoint: the history's primary key refuses an event stored
+        # before (a redelivery), and waits for a concurrent fold storing the same event (a
+        # rebalance) to end. Then, and only then, insert the others one statement at a time,
+        # skipping the stored ones: what this transaction stores is what it folds, and an
+        # event is stored once, so it is folded once.
+        data = copy_data(unique)
+        try:
+            async with conn.transaction():
+                await conn.copy_to_table(  # a buffer (bytes would be taken for a path)
+                    self.t(CASE_EVENTS), source=memoryview(data), columns=CASE_EVENTS.column_names
+                )
+        except asyncpg.UniqueViolationError:
+            pass
+        else:
+            return unique
+        records = [history_record(e) for e in unique]
+        rows = await conn.fetch(
+            self._insert_history_sql, *[list(c) for c in zip(*records, strict=True)]
+        )
+        fresh_ids = {r[0] for r in rows}
+        return [e for e in unique if e.event_id in fresh_ids]
+
+    async def apply(self, conn: asyncpg.Connection, events: list[Envelope]) -> list[Envelope]:
+        """Fold a batch inside the caller's transaction. Returns the events new to the history
+        (in order, each once): the ones folded.
+
+        The touched rows are loaded (and locked) first; then Postgres stores the history
+        while Python folds the batch, a slice at a time. Should the history say some events
+        were stored before (a redelivery), the batch is folded again without them."""
+        unique = self._new(events)
+        if not unique:
+            return unique
+        known = [e for e in unique if is_known(e)]
+        loaded = await self._load_rows(conn, known)
+        store = asyncio.ensure_future(self._store_history(conn, unique))
+        try:
+            statements = self._statements(await self._fold(known, loaded))
+        except BaseException:
+            store.cancel()
+            with contextlib.suppress(BaseException):
+                await store
+            raise
+        fresh = await store
+        if len(fresh) < len(unique):
+            if not fresh:
+                return fresh
+            ids = {e.event_id for e in fresh}
+            known = [e for e in known if e.event_id in ids]
+            statements = self._statements(fold_batch(known, loaded, self.cfg))
+        for sql, args in statements:
+            await conn.execute(sql, *args)
+        if self.notify:
+            await conn.execute("SELECT pg_notify($1, $2)", self.notify, str(len(fresh)))
         return fresh
 
-    async def apply(self, conn: asyncpg.Connection, events: list[Envelope]) -> int:
-        """Fold a batch inside the caller's transaction. Returns how many events were new."""
-        fresh = await self.insert_history(conn, events)
-        if not fresh:
-            return 0
-        known = [e for e in fresh if is_known(e)]
+    async def _load_rows(
+        self, conn: asyncpg.Connection, known: list[Envelope]
+    ) -> dict[str, dict[str, Row | None]]:
+        """The rows the events fold into (None: not there), locked in a fixed order."""
         loaded: dict[str, dict[str, Row | None]] = {}
         for name, keys in sorted(keys_by_table(known).items()):
             ordered = sorted(keys)
@@ -127,17 +181,28 @@ class Folder:
             if wanted:
                 got = {r[0]: dict(r) for r in await conn.fetch(self._load[name], wanted)}
             loaded[name] = {k: got.get(k) for k in ordered}
-        result = fold_batch(known, loaded, self.cfg)
-        await self.write(conn, result)
-        if self.notify:
-            await conn.execute("SELECT pg_notify($1, $2)", self.notify, str(len(fresh)))
-        return len(fresh)
+        return loaded
+
+    async def _fold(
+        self, known: list[Envelope], loaded: dict[str, dict[str, Row | None]]
+    ) -> BatchFold:
+        """fold_batch, a slice at a time, letting the event loop run between slices."""
+        folding = Folding(loaded, self.cfg)
+        for i in range(0, len(known), FOLD_SLICE):
+            folding.add(known[i : i + FOLD_SLICE])
+            await asyncio.sleep(0)
+        return folding.finish()
 
     async def write(self, conn: asyncpg.Connection, result: BatchFold) -> None:
+        for sql, args in self._statements(result):
+            await conn.execute(sql, *args)
+
+    def _statements(self, result: BatchFold) -> list[tuple[str, list[str]]]:
+        """The upserts that write a fold's result: (sql, arguments), in a fixed order (rows
+        by key, so concurrent writers lock them in the same order)."""
+        out: list[tuple[str, list[str]]] = []
         for name, rows in sorted(result.rows.items()):
-            table = BY_NAME[name]
-            ordered = [rows[k] for k in sorted(rows)]
-            await conn.execute(self._upsert[name], *_columns(table, ordered))
+            out.append((self._upsert[name], [_json_rows([rows[k] for k in sorted(rows)])]))
         if result.case_counts:
             items = sorted(result.case_counts.items())
             rows = [
@@ -146,9 +211,9 @@ class Folder:
                 if n != 0
             ]
             if rows:
-                await conn.execute(self._upsert[CASE_COUNTS.name], *_columns(CASE_COUNTS, rows))
+                out.append((self._upsert[CASE_COUNTS.name], [_json_rows(rows)]))
             if any(n < 0 for _, n in items):
-                await conn.execute(f"DELETE FROM {self.t(CASE_COUNTS)} WHERE count = 0")
+                out.append((f"DELETE FROM {self.t(CASE_COUNTS)} WHERE count = 0", []))
         if result.surveyor_stats:
             rows = []
             for (sid, day), stats in sorted(result.surveyor_stats.items()):
@@ -156,10 +221,17 @@ class Folder:
                 row.update(stats)
                 row["surveyor_id"], row["day"] = sid, day
                 rows.append(row)
-            await conn.execute(self._upsert[SURVEYOR_STATS.name], *_columns(SURVEYOR_STATS, rows))
+            out.append((self._upsert[SURVEYOR_STATS.name], [_json_rows(rows)]))
         if result.escalations:
             rows = [result.escalations[k] for k in sorted(result.escalations)]
-            await conn.execute(self._escalation_sql, *_columns(ESCALATIONS, rows))
+            out.append((self._escalation_sql, [_json_rows(rows)]))
+        return out
+
+
+def _json_rows(rows: list[Row]) -> str:
+    """Rows as the JSON text the upserts read (json_populate_recordset): datetimes in ISO
+    8601 with their offset, dates as YYYY-MM-DD, exactly as Postgres reads them back."""
+    return orjson.dumps(rows).decode()
 
 
 def history_record(env: Envelope) -> tuple[Any, ...]:
@@ -195,55 +267,33 @@ def history_record(env: Envelope) -> tuple[Any, ...]:
     )
 
 
-_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
-_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
-_NULL = "\\N"
+def copy_line(env: Envelope) -> bytes:
+    """The case_events row of `env` (history_record's values) in COPY's text format: as the
+    decoder formatted it from the message, else from the values."""
+    p = env.payload
+    if type(p) is RawPayload and p.copy_line is not None:
+        return p.copy_line
+    values = history_record(env)
+    return (
+        "\t".join(
+            ("t" if v else "f")
+            if isinstance(v, bool)
+            else v.isoformat()
+            if isinstance(v, datetime)
+            else copy_value(v)
+            for v in values
+        )
+        + "\n"
+    ).encode()
 
 
-def _text(value: Any) -> str:
-    """A text value in COPY's text format."""
-    if value is None:
-        return _NULL
-    if not isinstance(value, str):
-        value = str(value)
-    if _NEEDS_ESCAPE.search(value) is None:
-        return value
-    return _NEEDS_ESCAPE.sub(lambda m: _ESCAPES[m.group()], value)
+def copy_data(events: list[Envelope]) -> bytes:
+    """The case_events rows of `events` in COPY's text format."""
+    return b"".join([copy_line(e) for e in events])
 
 
 def copy_text(events: list[Envelope]) -> str:
-    """The case_events rows of `events` (history_record's values) in COPY's text format."""
-    lines = []
-    iso: dict[datetime, str] = {}  # the events of a batch share many timestamps
-    for env in events:
-        (event_id, case_id, subject, event_type, version, context, producer, stream_id,
-         sequence, occurred_at, recorded_at, actor, correlation_id, causation_id, key, known,
-         payload) = history_record(env)  # fmt: skip
-        texts = (event_type, context, producer, stream_id, subject, key, payload)
-        try:
-            joined = "\t".join(texts)
-            plain = not (
-                joined.count("\t") != len(texts) - 1
-                or "\\" in joined
-                or "\n" in joined
-                or "\r" in joined
-            )
-        except TypeError:  # a value that is not text (a null key, say)
-            plain = False
-        if not plain:
-            joined = "\t".join(map(_text, texts))  # rare: escape each value
-        event_type, context, producer, stream_id, subject, key, payload = joined.split("\t")
-        occurred = iso.get(occurred_at) or iso.setdefault(occurred_at, occurred_at.isoformat())
-        recorded = iso.get(recorded_at) or iso.setdefault(recorded_at, recorded_at.isoformat())
-        lines.append(
-            # case_id, when set, is the subject
-            f"{event_id}\t{_NULL if case_id is None else subject}\t{subject}\t{event_type}\t"
-            f"{version}\t{context}\t{producer}\t{stream_id}\t{sequence}\t{occurred}\t"
-            f"{recorded}\t{_text(actor)}\t{correlation_id}\t"
-            f"{_NULL if causation_id is None else causation_id}\t{key}\t"
-            f"{'t' if known else 'f'}\t{payload}\n"
-        )
-    return "".join(lines)
+    return copy_data(events).decode()
 
 
 def history_row(env: Envelope) -> Row:

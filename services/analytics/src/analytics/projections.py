@@ -407,47 +407,69 @@ def fold_batch(
     events: list[Envelope], loaded: dict[str, dict[str, Row | None]], cfg: FoldConfig
 ) -> BatchFold:
     """Fold events in order over the loaded rows (table -> key -> row or None)."""
-    result = BatchFold(before=loaded)
-    current: dict[str, dict[str, Row | None]] = {t: dict(rows) for t, rows in loaded.items()}
-    for env in events:
-        if env.event_type == "ComplaintEscalated":
-            r = escalation_row(env, cfg)
-            result.escalations.setdefault((r["complaint_id"], r["level"], r["clock"]), r)
-            continue
-        target = route(env)
-        if target is None:
-            continue
-        table, key = target
-        rows = current.setdefault(table.name, {})
-        row = rows.get(key)
-        if table is CASES:
-            new = fold_case(row, env, cfg)
-        elif table is JOBS:
-            new, deltas = fold_job(row, env, cfg)
-            for sid, counter, amount in deltas:
-                if sid:
-                    stats = result.surveyor_stats.setdefault((sid, cfg.day(env.occurred_at)), {})
-                    stats[counter] = stats.get(counter, 0) + amount
-        elif table is SURVEYORS:
-            new = fold_surveyor(row, env)
-        elif table is COMPLAINTS:
-            new = fold_complaint(row, env, cfg)
-        elif table is CALLBACKS:
-            new = fold_callback(row, env, cfg)
-        else:
-            new = fold_discrepancy(row, env, cfg)
-        rows[key] = new
-        result.rows.setdefault(table.name, {})[key] = new
-    for key, after in result.rows.get(CASES.name, {}).items():
-        before = loaded.get(CASES.name, {}).get(key)
-        old_keys, new_keys = case_count_keys(before), case_count_keys(after)
-        if old_keys == new_keys:
-            continue
-        for k in old_keys:
-            result.case_counts[k] = result.case_counts.get(k, 0) - 1
-        for k in new_keys:
-            result.case_counts[k] = result.case_counts.get(k, 0) + 1
-    return result
+    folding = Folding(loaded, cfg)
+    folding.add(events)
+    return folding.finish()
+
+
+class Folding:
+    """A batch fold in steps: `add` events (in order, as many times as wanted), then `finish`.
+    Lets the caller fold a batch a slice at a time (and do I/O in between)."""
+
+    def __init__(self, loaded: dict[str, dict[str, Row | None]], cfg: FoldConfig) -> None:
+        self.cfg = cfg
+        self.result = BatchFold(before=loaded)
+        self.current: dict[str, dict[str, Row | None]] = {
+            t: dict(rows) for t, rows in loaded.items()
+        }
+
+    def add(self, events: list[Envelope]) -> None:
+        cfg, result, current = self.cfg, self.result, self.current
+        for env in events:
+            if env.event_type == "ComplaintEscalated":
+                r = escalation_row(env, cfg)
+                result.escalations.setdefault((r["complaint_id"], r["level"], r["clock"]), r)
+                continue
+            target = route(env)
+            if target is None:
+                continue
+            table, key = target
+            rows = current.setdefault(table.name, {})
+            row = rows.get(key)
+            if table is CASES:
+                new = fold_case(row, env, cfg)
+            elif table is JOBS:
+                new, deltas = fold_job(row, env, cfg)
+                for sid, counter, amount in deltas:
+                    if sid:
+                        stats = result.surveyor_stats.setdefault(
+                            (sid, cfg.day(env.occurred_at)), {}
+                        )
+                        stats[counter] = stats.get(counter, 0) + amount
+            elif table is SURVEYORS:
+                new = fold_surveyor(row, env)
+            elif table is COMPLAINTS:
+                new = fold_complaint(row, env, cfg)
+            elif table is CALLBACKS:
+                new = fold_callback(row, env, cfg)
+            else:
+                new = fold_discrepancy(row, env, cfg)
+            rows[key] = new
+            result.rows.setdefault(table.name, {})[key] = new
+
+    def finish(self) -> BatchFold:
+        result = self.result
+        loaded = result.before
+        for key, after in result.rows.get(CASES.name, {}).items():
+            before = loaded.get(CASES.name, {}).get(key)
+            old_keys, new_keys = case_count_keys(before), case_count_keys(after)
+            if old_keys == new_keys:
+                continue
+            for k in old_keys:
+                result.case_counts[k] = result.case_counts.get(k, 0) - 1
+            for k in new_keys:
+                result.case_counts[k] = result.case_counts.get(k, 0) + 1
+        return result
 
 
 def keys_by_table(events: list[Envelope]) -> dict[str, set[str]]:

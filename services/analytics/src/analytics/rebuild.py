@@ -189,7 +189,7 @@ async def swap_in(conn: asyncpg.Connection, folder: Folder) -> int:
         caught = 0
         for i in range(0, len(rows), BATCH):
             envs = [decode_store_row_fast(r) for r in rows[i : i + BATCH]]
-            caught += await folder.apply(conn, envs)
+            caught += len(await folder.apply(conn, envs))
         for t in ALL_TABLES:
             await conn.execute(f"DROP TABLE {t.name}")
             await conn.execute(f"ALTER TABLE {t.name}{SHADOW} RENAME TO {t.name}")

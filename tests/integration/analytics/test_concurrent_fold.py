@@ -1,0 +1,91 @@
+"""Two live folds taking the same events at once (a rebalance): each event is stored and
+counted once. The history's key is the dedupe; the consumer writes no marks for a batch."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import UTC, datetime
+
+from analytics.bootstrap import DEFINITION
+from analytics.codec import decode_fast
+from analytics.consumers import consumer_specs, fold_config
+from analytics.folder import Folder
+from analytics.settings import AnalyticsSettings
+from analytics.tables import MIGRATIONS
+from claimdesk.clock import SystemClock
+from claimdesk.db import CORE_MIGRATIONS, create_pool, migrate
+from claimdesk.events.base import Envelope
+from claimdesk.eventstore import wire_message
+from claimdesk.service import Runtime
+from claimdesk.settings import Settings
+
+from tests.integration.analytics.workload import case_reported
+
+
+def published(case_id: str) -> Envelope:
+    """A CaseReported as the consumer decodes it from its message."""
+    e = case_reported(case_id, random.Random(case_id))
+    at = datetime.now(UTC)
+    row = {
+        "event_id": uuid.uuid4(),
+        "event_type": e.event_type,
+        "schema_version": e.schema_version,
+        "stream_id": f"case-{case_id}",
+        "sequence": 1,
+        "occurred_at": at,
+        "recorded_at": at,
+        "producer": "intake",
+        "correlation_id": uuid.uuid4(),
+        "causation_id": None,
+        "actor": "agent:A001",
+        "key": case_id,
+        "trace_context": {},
+        "payload": e.model_dump_json(),
+    }
+    return decode_fast(wire_message(row)[1])  # type: ignore[arg-type]
+
+
+async def test_two_folds_of_the_same_events_store_and_count_each_once(settings: Settings) -> None:
+    assert settings.database_url
+    runtime = Runtime(DEFINITION, settings, SystemClock())
+    assert consumer_specs(runtime)[0].batch_dedupes
+    pool = await create_pool(settings.database_url, runtime.schema, min_size=2, max_size=3)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn, runtime.schema, [*CORE_MIGRATIONS, *MIGRATIONS])
+        cfg = fold_config(AnalyticsSettings())
+        events = [published(f"R{i}") for i in range(30)]
+        first, second = events[:20], events[10:]  # ten in both
+        async with pool.acquire() as a, pool.acquire() as b:
+            tx_a = a.transaction()
+            await tx_a.start()
+            stored_a = await Folder(cfg).apply(a, first)
+            assert stored_a == first
+            tx_b = b.transaction()
+            await tx_b.start()
+            folding_b = asyncio.create_task(Folder(cfg).apply(b, second))
+            await asyncio.sleep(0.5)
+            assert not folding_b.done()  # waits on the other fold's uncommitted history
+            await tx_a.commit()
+            stored_b = await asyncio.wait_for(folding_b, 10)
+            await tx_b.commit()
+        assert stored_b == events[20:]  # the ten stored by the other fold are not folded again
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM case_events") == 30
+            assert await conn.fetchval("SELECT count(*) FROM cases") == 30
+            counted = await conn.fetchval(
+                "SELECT sum(count) FROM case_counts WHERE granularity = 'day'"
+            )
+            assert counted == 30
+            # Redelivered (a crash before the offset commit): nothing new, nothing counted.
+            async with conn.transaction():
+                assert await Folder(cfg).apply(conn, list(reversed(events))) == []
+            again = await conn.fetchval(
+                "SELECT sum(count) FROM case_counts WHERE granularity = 'day'"
+            )
+            assert again == 30
+            assert await conn.fetchval("SELECT count(*) FROM processed_events") == 0
+    finally:
+        await pool.close()
