@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -47,8 +48,11 @@ Phone = Annotated[str, Field(min_length=5, max_length=24), AfterValidator(_phone
 Text = Annotated[str, AfterValidator(_text)]
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # below space, but tab, LF, CR
+
+
 def _no_control(value: Any) -> Any:
-    if isinstance(value, str) and any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
+    if isinstance(value, str) and _CONTROL.search(value):
         raise ValueError("must not contain control characters (不得包含控制字符)")
     if isinstance(value, list | dict):
         for item in value.values() if isinstance(value, dict) else value:
