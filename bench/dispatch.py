@@ -37,6 +37,7 @@ from claimdesk.kafka import ensure_topics, make_consumer, make_producer
 from claimdesk.mainland import distance_km
 from claimdesk.settings import Settings
 
+from bench import cpu_seconds
 from bench.rawhttp import Pool, sse_lines
 from tests.support import case_reported
 
@@ -320,6 +321,29 @@ async def post_cases(  # noqa: PLR0917
     return sent
 
 
+WINDOW_S = 10.0
+
+
+def window_stats(
+    sent: dict[str, float], arrived: dict[str, float], cpu_marks: list[float]
+) -> list[tuple[float, float, float | None]]:
+    """Per WINDOW_S of send time: (p50, p99 in ms, the broker's CPU in cores or None)."""
+    if not sent:
+        return []
+    start = min(sent.values())
+    buckets: dict[int, list[float]] = {}
+    for case, due in sent.items():
+        if case in arrived:
+            buckets.setdefault(int((due - start) // WINDOW_S), []).append(
+                (arrived[case] - due) * 1000
+            )
+    out = []
+    for i in sorted(buckets):
+        cpu = (cpu_marks[i + 1] - cpu_marks[i]) / WINDOW_S if i + 1 < len(cpu_marks) else None
+        out.append((pct(buckets[i], 50), pct(buckets[i], 99), cpu))
+    return out
+
+
 async def measure(  # noqa: PLR0917
     url: str,
     bootstrap: str,
@@ -328,8 +352,13 @@ async def measure(  # noqa: PLR0917
     seconds: float,
     surveyors: int,
     wait_s: float,
+    broker_pid: int | None = None,
+    windows: list[tuple[float, float, float | None]] | None = None,
 ) -> tuple[list[float], list[float], int]:
-    """One run on fresh schemas and topics: dispatch (and intake) in their own processes."""
+    """One run on fresh schemas and topics: dispatch (and intake) in their own processes.
+
+    In intake mode, `windows` (if given) receives window_stats of the run."""
+    windows = [] if windows is None else windows
     tag = f"bd{uuid.uuid4().hex[:6]}"
     tmp = Path(tempfile.mkdtemp(prefix="claimdesk-bench-dispatch-"))
     ports = {"dispatch": free_port(), "intake": free_port()}
@@ -386,18 +415,29 @@ async def measure(  # noqa: PLR0917
             on_topic: dict[str, float] = {}
             watcher = asyncio.create_task(broker_watch(settings, topic, on_topic))
             await asyncio.sleep(0.5)
+            cpu_marks: list[float] = []
+
+            async def broker_cpu() -> None:  # the broker's CPU seconds every WINDOW_S
+                while broker_pid is not None:
+                    cpu_marks.append(cpu_seconds(broker_pid))
+                    await asyncio.sleep(WINDOW_S)
+
+            sampler = asyncio.create_task(broker_cpu())
             try:
                 sent = await post_cases(intake_url, api_key, rate, seconds, rnd)
+                sampler.cancel()
                 deadline = time.perf_counter() + wait_s
                 while time.perf_counter() < deadline and not all(c in arrived for c in sent):  # noqa: ASYNC110
                     await asyncio.sleep(0.1)
             finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await watcher
+                for task in (watcher, sampler):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             ours = [(arrived[c] - t) * 1000 for c, t in sent.items() if c in arrived]
             base = [(on_topic[c] - t) * 1000 for c, t in sent.items() if c in on_topic]
             missing = int(rate * seconds) - len(ours)
+            windows.extend(window_stats(sent, arrived, cpu_marks))
             return ours, base, missing
         finally:
             streams.cancel()
@@ -416,11 +456,20 @@ async def main(quick: bool = False) -> str:
     broker = TansuBroker(free_port())
     bootstrap = broker.start()
     results: dict[tuple[str, int], tuple[list[float], list[float], int]] = {}
+    windows: dict[int, list[tuple[float, float, float | None]]] = {}
     try:
         for mode in modes:
             for rate in rates:
                 results[(mode, rate)] = await measure(
-                    url, bootstrap, mode, rate, seconds, surveyors, 5.0 if quick else 30.0
+                    url,
+                    bootstrap,
+                    mode,
+                    rate,
+                    seconds,
+                    surveyors,
+                    5.0 if quick else 30.0,
+                    broker.pid,
+                    windows.setdefault(rate, []) if mode == "intake" else None,
                 )
     finally:
         broker.stop()
@@ -471,4 +520,18 @@ async def main(quick: bool = False) -> str:
         "(filter on shift, availability, skill, region, capacity; score travel, load, fairness, "
         "insurer preference; keep the top 10 candidates)."
     )
+    for rate, stats in sorted(windows.items()):
+        if not stats:
+            continue
+        cells = [
+            f"{i * WINDOW_S:.0f}-{(i + 1) * WINDOW_S:.0f} s: p50 {p50:.0f} / p99 {p99:.0f} ms"
+            + (f", broker {cpu:.2f} cores" if cpu is not None else "")
+            for i, (p50, p99, cpu) in enumerate(stats)
+        ]
+        lines += [
+            "",
+            f"Intake POST -> stream at {rate}/s by {WINDOW_S:.0f}-second window of send time "
+            "(the broker's CPU beside it: the embedded Tansu's fetches cost more as its "
+            "in-memory log grows): " + "; ".join(cells) + ".",
+        ]
     return "\n".join(lines)

@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench import cpu_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 POOL_MAX = 10
 ADMIN = secrets.token_urlsafe(24)
@@ -250,12 +252,6 @@ async def wait_http(url: str, path: str, timeout: float = 60) -> None:
                     return
             await asyncio.sleep(0.2)
     raise RuntimeError(f"{url}{path} not ready within {timeout} s")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def cpu_load(
