@@ -52,7 +52,8 @@ Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[None]]
 BatchHandler = Callable[[asyncpg.Connection, list[Envelope]], Awaitable[Collection[UUID] | None]]
 Decoder = Callable[[bytes], Envelope]
 
-DECODE_SLICE = 100  # pipelined: messages decoded between two turns of the event loop
+DECODE_SLICE = 25  # pipelined: messages decoded between two turns of the event loop (a few
+# hundred microseconds: the running transaction's replies are read that much sooner)
 
 
 @dataclass
@@ -81,7 +82,7 @@ class ConsumerSpec:
     max_records: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Decoded:
     record: ConsumerRecord[bytes, bytes]
     envelope: Envelope | None
@@ -268,7 +269,16 @@ class EventConsumer:
             EVENTS_CONSUMED.labels(self.service, self.spec.name, "ignored").inc(
                 len(records) - len(wanted)
             )
-        return [self._decode(r) for r in wanted]
+        decode = self.spec.decoder or REGISTRY.decode
+        out: list[_Decoded] = []
+        for r in wanted:  # _decode, inlined: the path every message takes
+            value = r.value
+            try:
+                env = None if value is None else decode(value)
+            except Exception:
+                env = None  # _decode says why
+            out.append(self._decode(r) if env is None else _Decoded(r, env))
+        return out
 
     async def process(
         self,
