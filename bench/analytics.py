@@ -1,7 +1,8 @@
 """Analytics benchmarks, each against a baseline measured in the same run:
 
-- fold rate: the live consumer (batch fold into history + statistics tables, dedupe marks)
-  over the three topics, vs a raw group-less aiokafka consumer reading the same messages;
+- fold rate: the live consumer (batch fold into history + statistics tables, the history's
+  event_id key as the dedupe) over the three topics, vs a raw group-less aiokafka consumer
+  reading the same messages;
 - rebuild from the stores (`claimdesk analytics rebuild --source stores`, a child process:
   wall time and its peak RSS) vs a raw asyncpg read of the same rows in commit order;
 - lag from an event's commit in intake's store to the dashboard's SSE snapshot showing it,
@@ -445,7 +446,7 @@ async def main(quick: bool = False) -> str:
     notes = (
         f"\nGenerated {n_total:,} events (8-10 per case) by bulk copy into the three stores and "
         f"republished {n_fold:,} to Kafka in {gen_s:.0f} s (not measured above). The fold runs the "
-        "real consumer (batch path, dedupe marks, history + statistics upserts, NOTIFY); the rebuild "
+        "real consumer (batch path, the history's event_id key as the dedupe (no per-event marks), history + statistics upserts, NOTIFY); the rebuild "
         "runs `claimdesk analytics rebuild --source stores` (2 worker processes, the default) as a "
         "child process, including the swap; its RSS is the sum of each process's peak.\n\n"
         "Command: `.venv/bin/python -m bench analytics` (sizes: BENCH_ANALYTICS_FOLD, "

@@ -24,6 +24,7 @@ from analytics.projections import (
     Row,
     fold_batch,
     keys_by_table,
+    route,
 )
 from analytics.tables import (
     ALL_TABLES,
@@ -35,7 +36,7 @@ from analytics.tables import (
 )
 
 NOTIFY_CHANNEL = "analytics_changed"
-FOLD_SLICE = 200  # events folded between two turns of the event loop
+FOLD_SLICE = 50  # events folded between two turns of the event loop (the history COPY goes on)
 
 
 class Folder:
@@ -143,10 +144,11 @@ class Folder:
         if not unique:
             return unique
         known = [e for e in unique if is_known(e)]
-        loaded = await self._load_rows(conn, known)
+        targets = [route(e) for e in known]
+        loaded = await self._load_rows(conn, keys_by_table(known, targets))
         store = asyncio.ensure_future(self._store_history(conn, unique))
         try:
-            statements = self._statements(await self._fold(known, loaded))
+            statements = self._statements(await self._fold(known, targets, loaded))
         except BaseException:
             store.cancel()
             with contextlib.suppress(BaseException):
@@ -166,11 +168,11 @@ class Folder:
         return fresh
 
     async def _load_rows(
-        self, conn: asyncpg.Connection, known: list[Envelope]
+        self, conn: asyncpg.Connection, keys_by_name: dict[str, set[str]]
     ) -> dict[str, dict[str, Row | None]]:
-        """The rows the events fold into (None: not there), locked in a fixed order."""
+        """The rows of these keys (None: not there), locked in a fixed order."""
         loaded: dict[str, dict[str, Row | None]] = {}
-        for name, keys in sorted(keys_by_table(known).items()):
+        for name, keys in sorted(keys_by_name.items()):
             ordered = sorted(keys)
             wanted = ordered
             if self._written is not None:
@@ -184,12 +186,15 @@ class Folder:
         return loaded
 
     async def _fold(
-        self, known: list[Envelope], loaded: dict[str, dict[str, Row | None]]
+        self,
+        known: list[Envelope],
+        targets: list[tuple[Table, str] | None],
+        loaded: dict[str, dict[str, Row | None]],
     ) -> BatchFold:
         """fold_batch, a slice at a time, letting the event loop run between slices."""
         folding = Folding(loaded, self.cfg)
         for i in range(0, len(known), FOLD_SLICE):
-            folding.add(known[i : i + FOLD_SLICE])
+            folding.add(known[i : i + FOLD_SLICE], targets[i : i + FOLD_SLICE])
             await asyncio.sleep(0)
         return folding.finish()
 

@@ -374,22 +374,23 @@ def fold_discrepancy(row: Row | None, env: Envelope, cfg: FoldConfig) -> Row:
 # -- routing: which table and key an event folds into -----------------------------------------
 
 
+_ROUTES: dict[str, tuple[Table, str]] = {
+    **dict.fromkeys(INTAKE_CASE_EVENTS, (CASES, "case_id")),
+    **dict.fromkeys(JOB_EVENTS, (JOBS, "job_id")),
+    **dict.fromkeys(SURVEYOR_EVENTS, (SURVEYORS, "surveyor_id")),
+    **dict.fromkeys(COMPLAINT_EVENTS, (COMPLAINTS, "complaint_id")),
+    **dict.fromkeys(CALLBACK_EVENTS, (CALLBACKS, "callback_id")),
+    **dict.fromkeys(DISCREPANCY_EVENTS, (DISCREPANCIES, "discrepancy_id")),
+}
+
+
 def route(env: Envelope) -> tuple[Table, str] | None:
-    t = env.event_type
-    p = _p(env)
-    if t in INTAKE_CASE_EVENTS:
-        return CASES, p["case_id"]
-    if t in JOB_EVENTS:
-        return JOBS, p["job_id"]
-    if t in SURVEYOR_EVENTS:
-        return SURVEYORS, p["surveyor_id"]
-    if t in COMPLAINT_EVENTS:
-        return COMPLAINTS, p["complaint_id"]
-    if t in CALLBACK_EVENTS:
-        return CALLBACKS, p["callback_id"]
-    if t in DISCREPANCY_EVENTS:
-        return DISCREPANCIES, p["discrepancy_id"]
-    return None
+    """The table and key an event folds into (None: it folds into no entity row)."""
+    target = _ROUTES.get(env.event_type)
+    if target is None:
+        return None
+    table, field = target
+    return table, _p(env)[field]
 
 
 @dataclass
@@ -423,14 +424,18 @@ class Folding:
             t: dict(rows) for t, rows in loaded.items()
         }
 
-    def add(self, events: list[Envelope]) -> None:
+    def add(
+        self, events: list[Envelope], targets: list[tuple[Table, str] | None] | None = None
+    ) -> None:
+        """Fold `events` in order (`targets`: their routes, if the caller has them)."""
         cfg, result, current = self.cfg, self.result, self.current
-        for env in events:
+        if targets is None:
+            targets = [route(env) for env in events]
+        for env, target in zip(events, targets, strict=True):
             if env.event_type == "ComplaintEscalated":
                 r = escalation_row(env, cfg)
                 result.escalations.setdefault((r["complaint_id"], r["level"], r["clock"]), r)
                 continue
-            target = route(env)
             if target is None:
                 continue
             table, key = target
@@ -472,10 +477,11 @@ class Folding:
         return result
 
 
-def keys_by_table(events: list[Envelope]) -> dict[str, set[str]]:
+def keys_by_table(
+    events: list[Envelope], targets: list[tuple[Table, str] | None] | None = None
+) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
-    for env in events:
-        target = route(env)
+    for target in targets if targets is not None else map(route, events):
         if target is not None:
             out.setdefault(target[0].name, set()).add(target[1])
     return out
