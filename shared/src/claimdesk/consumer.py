@@ -80,6 +80,10 @@ class ConsumerSpec:
     # Optional: at most this many messages per fetch, so per transaction (default: the
     # settings' consumer_batch_size). Smaller batches commit, and so show their effects, sooner.
     max_records: int | None = None
+    # Optional: its effects may trail by a fraction of a second, so it fetches with the
+    # settings' kafka_background_fetch_max_wait_ms (fewer, fuller fetches) instead of the
+    # short wait that latency-bound consumers (dispatch's assignment) need.
+    background: bool = False
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -130,11 +131,16 @@ class Runtime:
         for spec in self.definition.consumers(self):
             if spec.group_id is None:
                 spec.group_id = f"{s.topic_prefix}{self.name}.{spec.name}"
+            wait = (
+                s.kafka_background_fetch_max_wait_ms
+                if spec.background
+                else s.kafka_fetch_max_wait_ms
+            )
             self.consumers.append(
                 EventConsumer(
                     spec,
                     self._pool,
-                    lambda group: make_consumer(s, group),
+                    functools.partial(make_consumer, s, fetch_max_wait_ms=wait),
                     service=self.name,
                     max_attempts=s.consumer_max_attempts,
                 )

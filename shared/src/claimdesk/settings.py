@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     # so aiokafka's 500 ms default added ~120 ms p50 to every produce->consume; Kafka itself
     # returns as soon as data is there, so a larger value costs nothing there.
     kafka_fetch_max_wait_ms: int = Field(20, ge=1, le=5000)
+    # The same for consumers whose effects may trail by a fraction of a second (ConsumerSpec
+    # `background`: case status and insurer webhooks at intake, complaints). Fewer fetches:
+    # the embedded Tansu's cost per fetch grows with the batches its in-memory log holds.
+    kafka_background_fetch_max_wait_ms: int = Field(250, ge=1, le=5000)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None

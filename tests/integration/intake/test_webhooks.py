@@ -237,3 +237,15 @@ async def test_deliveries_of_one_case_keep_their_order_through_retries(
         await asyncio.sleep(0.3)
         got = [json.loads(call["body"])["event"] for call in receiver.calls]
         assert got == ["case.assigned"] * 3 + everything[1:]
+
+
+async def test_the_case_status_consumer_fetches_with_the_background_wait(
+    start_service,
+) -> None:  # type: ignore[no-untyped-def]
+    async with start_service(DEFINITION) as svc:
+        s = svc.runtime.settings
+        assert s.kafka_background_fetch_max_wait_ms != s.kafka_fetch_max_wait_ms
+        [status] = svc.runtime.consumers
+        assert status.spec.background
+        kafka = status.consumer_factory("probe-group")  # built, never started
+        assert kafka._fetch_max_wait_ms == s.kafka_background_fetch_max_wait_ms

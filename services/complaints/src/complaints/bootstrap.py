@@ -32,6 +32,7 @@ def _consumers(rt: Runtime) -> Sequence[ConsumerSpec]:
             [rt.topic("dispatch")],
             dispatch_events,
             event_types=frozenset({"SurveyCompleted", "SurveyorAssigned"}),
+            background=True,
         ),
         ConsumerSpec(
             "complaints-intake",
@@ -45,6 +46,7 @@ def _consumers(rt: Runtime) -> Sequence[ConsumerSpec]:
                     "OwnershipHandedOver",
                 }
             ),
+            background=True,
         ),
     ]
 

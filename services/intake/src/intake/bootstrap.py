@@ -29,6 +29,7 @@ def consumers(rt: Runtime) -> Sequence[ConsumerSpec]:
             topics=[rt.topic("dispatch")],
             handler=handler,
             event_types=webhooks.CONSUMED,
+            background=True,
         )
     ]
 
