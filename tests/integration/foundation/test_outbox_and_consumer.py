@@ -118,6 +118,21 @@ class Crash(BaseException):
     """Stands for the process dying between the database commit and the offset commit."""
 
 
+def crashing_consumer(spec: ConsumerSpec, pool: asyncpg.Pool, settings: Settings) -> EventConsumer:
+    """A consumer that dies between its database commit and its offset commit."""
+
+    async def crash() -> None:
+        raise Crash
+
+    return EventConsumer(
+        spec,
+        pool,
+        lambda g: make_consumer(settings, g),
+        service="t",
+        before_offset_commit=crash,
+    )
+
+
 async def test_redelivery_after_crash_counts_nothing_twice(settings: Settings) -> None:
     await ensure_topics(settings)
     async with store_in_schema(settings, "analytics") as (pool, store):
@@ -134,16 +149,7 @@ async def test_redelivery_after_crash_counts_nothing_twice(settings: Settings) -
             "tally", [settings.topic("intake")], count, group_id=f"{settings.topic_prefix}tally"
         )
 
-        async def crash() -> None:
-            raise Crash
-
-        first = EventConsumer(
-            spec,
-            pool,
-            lambda g: make_consumer(settings, g),
-            service="t",
-            before_offset_commit=crash,
-        )
+        first = crashing_consumer(spec, pool, settings)
         producer_store = store
         async with pool.acquire() as conn:
             for c in range(5):
@@ -345,16 +351,7 @@ async def test_self_deduping_batch_handler_writes_no_marks_and_counts_once(
         finally:
             await producer.stop()
 
-        async def crash() -> None:
-            raise Crash
-
-        first = EventConsumer(
-            spec,
-            pool,
-            lambda g: make_consumer(settings, g),
-            service="t",
-            before_offset_commit=crash,
-        )
+        first = crashing_consumer(spec, pool, settings)
         with pytest.raises(Crash):
             await asyncio.wait_for(first.run(), 30)
         assert first.stats.handled >= 1  # committed in Postgres, not in Kafka
