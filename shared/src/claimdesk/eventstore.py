@@ -14,8 +14,10 @@ transaction below that horizon has finished, so nothing can appear behind the re
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -24,6 +26,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import asyncpg
+import orjson
 
 from claimdesk.clock import Clock
 from claimdesk.context import current_cause
@@ -78,8 +81,18 @@ class StoredEvent:
     envelope: Envelope
 
 
-_APPEND_SQL = """
-WITH head AS (
+def shift_params(sql: str, by: int) -> str:
+    """Renumber a statement's `$n` placeholders to `$(n + by)`, so that SQL written with its own
+    parameters from $1 can follow `by` parameters of another (no `$` may appear in literals)."""
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + by}", sql) if by else sql
+
+
+# Appending: $1 stream, $2 expected version, $3 recorded_at, $4-$9 the events (arrays, or
+# plain values for one event), $10-$14 producer, correlation, causation, actor, trace.
+_APPEND_PARAMS = 14
+
+# Many events: one row each from arrays.
+_APPEND_MANY = """head AS (
     SELECT coalesce(max(sequence), 0) AS version FROM events WHERE stream_id = $1
 ), base AS (
     SELECT CASE WHEN $2::int < 0 THEN head.version ELSE $2::int END AS v, head.version AS actual
@@ -93,32 +106,53 @@ WITH head AS (
     FROM base, unnest($4::uuid[], $5::text[], $6::int[], $7::timestamptz[], $8::text[],
                       $9::text[]) WITH ORDINALITY AS t(event_id, event_type, schema_version,
                                                        occurred_at, key, payload, ord)
-    WHERE base.v = base.actual
+    WHERE base.v = base.actual{guard}
     RETURNING global_position, sequence
 ), ob AS (
     INSERT INTO outbox (first_position, last_position, events)
     SELECT min(global_position), max(global_position), count(*) FROM ins HAVING count(*) > 0
-)
-SELECT (SELECT actual FROM base) AS actual, (SELECT min(sequence) FROM ins) AS first_sequence
-"""
+)"""
 
 # The common case, one event, as plain parameters: cheaper to plan and run than unnest.
-_APPEND_ONE_SQL = """
-WITH base AS (
+_APPEND_ONE = """base AS (
     SELECT coalesce(max(sequence), 0) AS actual FROM events WHERE stream_id = $1
 ), ins AS (
     INSERT INTO events (stream_id, sequence, event_id, event_type, schema_version,
                         occurred_at, recorded_at, producer, correlation_id, causation_id,
                         actor, key, trace_context, payload)
     SELECT $1, base.actual + 1, $4, $5, $6, $7, $3, $10, $11, $12, $13, $8, $14, $9::text::json
-    FROM base WHERE $2::int < 0 OR base.actual = $2::int
+    FROM base WHERE ($2::int < 0 OR base.actual = $2::int){guard}
     RETURNING global_position, sequence
 ), ob AS (
     INSERT INTO outbox (first_position, last_position, events)
     SELECT global_position, global_position, 1 FROM ins
-)
-SELECT (SELECT actual FROM base) AS actual, (SELECT sequence FROM ins) AS first_sequence
-"""
+)"""
+
+
+@functools.lru_cache(maxsize=64)
+def _append_sql(one: bool, before: str = "", guard: str = "", select: str = "") -> str:
+    """The append statement, optionally after a caller's own CTEs (`before`, parameters
+    numbered from $1 and shifted past the append's) and guarded by one of them (`guard`: the
+    events are written only if that CTE returned a row), with extra output columns.
+
+    Guarded, a version conflict fails the whole statement (`stream_conflict`, core migration
+    4): the caller's writes in `before` happen whether or not the events are appended, and
+    must not outlive a refused append."""
+    ctes = (_APPEND_ONE if one else _APPEND_MANY).format(
+        guard=f" AND EXISTS (SELECT FROM {guard})" if guard else ""
+    )
+    if before:
+        ctes = f"{shift_params(before, _APPEND_PARAMS)},\n{ctes}"
+    first = "(SELECT sequence FROM ins)" if one else "(SELECT min(sequence) FROM ins)"
+    extra = f", {shift_params(select, _APPEND_PARAMS)}" if select else ""
+    if guard:
+        extra += (
+            f", CASE WHEN EXISTS (SELECT FROM {guard}) AND NOT EXISTS (SELECT FROM ins) "
+            "THEN stream_conflict($1, (SELECT actual FROM base)) END AS conflict"
+        )
+    return (
+        f"WITH {ctes}\nSELECT (SELECT actual FROM base) AS actual, {first} AS first_sequence{extra}"
+    )
 
 
 def read_columns(alias: str = "") -> str:
@@ -215,7 +249,7 @@ def wire_message(row: asyncpg.Record) -> tuple[bytes, bytes, list[tuple[str, byt
         "key": row["key"],
         "trace_context": trace,
     }
-    value = json.dumps(head, ensure_ascii=False)[:-1] + ',"payload":' + row["payload"] + "}"
+    value = orjson.dumps(head)[:-1] + b',"payload":' + row["payload"].encode() + b"}"
     headers = [
         ("event_type", row["event_type"].encode()),
         ("event_id", head["event_id"].encode()),
@@ -223,7 +257,7 @@ def wire_message(row: asyncpg.Record) -> tuple[bytes, bytes, list[tuple[str, byt
         ("producer", row["producer"].encode()),
         *((k, v.encode()) for k, v in trace.items()),
     ]
-    return row["key"].encode(), value.encode(), headers
+    return row["key"].encode(), value, headers
 
 
 class EventStore:
@@ -250,6 +284,54 @@ class EventStore:
         """
         if not events:
             return []
+        _, envelopes = await self._append(
+            conn, stream_id, events, expected_version, occurred_at=occurred_at
+        )
+        return envelopes
+
+    async def append_with(
+        self,
+        conn: asyncpg.Connection,
+        stream_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        before: str,
+        args: Sequence[Any],
+        guard: str,
+        select: str = "",
+    ) -> tuple[asyncpg.Record, list[Envelope]]:
+        """Append in one statement with the caller's own writes, without a transaction block.
+
+        `before` holds the caller's CTEs (`name AS (...)`, data-modifying ones included; their
+        parameters numbered from $1, bound to `args`); `guard` names one of them: the events
+        are written only if it returned a row, else nothing is appended and the envelope list
+        is empty (the caller decides what that means, typically: take the slow path). `select`
+        adds output columns to the returned row (e.g. `(SELECT id FROM mine) AS id`).
+        One round trip instead of BEGIN, the caller's statements, the append and COMMIT; all
+        CTEs see one snapshot, so `before` must not read what it writes.
+        """
+        assert events
+        return await self._append(
+            conn,
+            stream_id,
+            events,
+            expected_version,
+            spliced=(before, guard, select),
+            extra_args=args,
+        )
+
+    async def _append(
+        self,
+        conn: asyncpg.Connection,
+        stream_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        occurred_at: datetime | None = None,
+        spliced: tuple[str, str, str] = ("", "", ""),
+        extra_args: Sequence[Any] = (),
+    ) -> tuple[asyncpg.Record, list[Envelope]]:
         now = self.clock.now()
         cause = current_cause()
         trace = current_trace_context()
@@ -263,43 +345,54 @@ class EventStore:
             cause.actor,
             trace or None,
         )
+        one = len(events) == 1
+        sql = _append_sql(one, *spliced)
         try:
-            if len(events) == 1:
+            if one:
                 e = events[0]
                 row = await conn.fetchrow(
-                    _APPEND_ONE_SQL, stream_id, expected_version, now, ids[0], e.event_type,
+                    sql, stream_id, expected_version, now, ids[0], e.event_type,
                     e.schema_version, occurred, keys[0], e.model_dump_json(), *common,
+                    *extra_args,
                 )  # fmt: skip
             else:
                 row = await conn.fetchrow(
-                    _APPEND_SQL, stream_id, expected_version, now, ids,
+                    sql, stream_id, expected_version, now, ids,
                     [e.event_type for e in events], [e.schema_version for e in events],
                     [occurred] * len(events), keys, [e.model_dump_json() for e in events],
-                    *common,
+                    *common, *extra_args,
                 )  # fmt: skip
         except asyncpg.UniqueViolationError as exc:
             raise ConcurrencyConflict(stream_id, expected_version) from exc
+        except asyncpg.SerializationError as exc:
+            if "stream version conflict" not in str(exc):
+                raise
+            raise ConcurrencyConflict(stream_id, expected_version) from exc
         assert row is not None
-        if row["first_sequence"] is None:
+        first = row["first_sequence"]
+        if first is None:
+            if spliced[1]:  # held back by the caller's guard (a conflict raised above)
+                return row, []
             raise ConcurrencyConflict(stream_id, expected_version, row["actual"])
         EVENTS_APPENDED.labels(self.producer).inc(len(events))
-        first = row["first_sequence"]
-        return [
-            Envelope(
-                event_id=ids[i],
-                event_type=e.event_type,
-                schema_version=e.schema_version,
-                stream_id=stream_id,
-                sequence=first + i,
-                occurred_at=occurred,
-                recorded_at=now,
-                producer=self.producer,
-                correlation_id=cause.correlation_id,
-                causation_id=cause.causation_id,
-                actor=cause.actor,
-                key=keys[i],
-                trace_context=trace,
-                payload=e,
+        return row, [  # built from values typed here: no re-validation
+            _trusted_envelope(
+                {
+                    "event_id": ids[i],
+                    "event_type": e.event_type,
+                    "schema_version": e.schema_version,
+                    "stream_id": stream_id,
+                    "sequence": first + i,
+                    "occurred_at": occurred,
+                    "recorded_at": now,
+                    "producer": self.producer,
+                    "correlation_id": cause.correlation_id,
+                    "causation_id": cause.causation_id,
+                    "actor": cause.actor,
+                    "key": keys[i],
+                    "trace_context": trace,
+                    "payload": e,
+                }
             )
             for i, e in enumerate(events)
         ]

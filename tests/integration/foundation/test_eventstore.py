@@ -55,6 +55,40 @@ async def test_append_is_atomic_with_the_callers_transaction(settings: Settings)
         assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
 
 
+@pytest.mark.parametrize("count", [1, 2])
+async def test_append_with_the_callers_writes_in_one_statement(
+    settings: Settings, count: int
+) -> None:
+    """The caller's CTEs and the append are one statement: its guard decides whether anything
+    is written, its parameters are renumbered past the append's, its columns come back."""
+    claim = """t AS (SELECT $1::text AS name),
+        mine AS (INSERT INTO claimed (name) SELECT name FROM t WHERE $2::bool RETURNING name)"""
+    async with store_in_schema(settings) as (pool, store), pool.acquire() as conn:
+        await conn.execute("CREATE TABLE claimed (name text PRIMARY KEY)")
+        events = [corrected("s", i) for i in range(count)]
+
+        async def attempt(name: str, go: bool, expected: int) -> tuple[str | None, int]:
+            row, envs = await store.append_with(
+                conn, "s", events, expected, before=claim, args=[name, go], guard="mine",
+                select="(SELECT name FROM mine) AS claimed",
+            )  # fmt: skip
+            return row["claimed"], len(envs)
+
+        assert await attempt("held back", False, 0) == (None, 0)  # the guard is empty
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
+        assert await store.stream_version(conn, "s") == 0
+        assert await attempt("first", True, 0) == ("first", count)
+        assert await store.stream_version(conn, "s") == count
+        assert await conn.fetchval("SELECT sum(events) FROM outbox") == count
+        assert [r["name"] for r in await conn.fetch("SELECT name FROM claimed")] == ["first"]
+        # a stale expected version is a conflict, guard or not, and nothing is kept
+        with pytest.raises(ConcurrencyConflict):
+            await attempt("second", True, 0)
+        assert await conn.fetchval("SELECT count(*) FROM claimed") == 1
+        assert await attempt("third", True, ANY) == ("third", count)
+        assert await store.stream_version(conn, "s") == 2 * count
+
+
 async def test_concurrent_appends_to_one_stream_one_wins(settings: Settings) -> None:
     async with store_in_schema(settings) as (pool, store):
         async with pool.acquire() as conn:
@@ -218,6 +252,7 @@ async def test_migrations_upgrade_an_older_database_in_place(settings: Settings)
             assert await migrate(conn, schema, CORE_MIGRATIONS) == [
                 "core/0002_consumers_and_timers",
                 "core/0003_queue_table_vacuum",
+                "core/0004_stream_conflict",
             ]
             assert await migrate(conn, schema, CORE_MIGRATIONS) == []
             assert await conn.fetchval("SELECT count(*) FROM events") == 1

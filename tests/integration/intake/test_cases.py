@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from claimdesk.events.intake import CaseReported, DocumentRequested
 from intake.bootstrap import DEFINITION
+from intake.handlers import _register_at_once, _reported, new_case_id
+from intake.schemas import CaseIn
 
 from tests.integration.intake.helpers import add_insurer, bearer, case_body, report_no
 
@@ -100,6 +102,35 @@ async def test_a_valid_case_is_201_with_the_case_and_its_events(start_service) -
         r = await svc.client.post("/v1/cases", json=no_plate, headers=bearer(key))
         assert r.status_code == 201, r.text
         assert r.json()["case"]["region"] == "上海市静安区"
+
+
+async def test_a_new_case_is_one_statement_and_a_duplicate_takes_the_general_path(
+    start_service,
+) -> None:  # type: ignore[no-untyped-def]
+    """The one-statement path answers with what it stored, and writes nothing at all when an
+    earlier case of the same loss exists (the general path then links the duplicate)."""
+    async with start_service(DEFINITION) as svc:
+        picc, cpic = await add_insurer(svc.client, "PICC"), await add_insurer(svc.client, "CPIC")
+        body = case_body(plate="沪B54321")
+        first = await svc.client.post("/v1/cases", json=body, headers=bearer(picc))
+        assert first.status_code == 201, first.text
+        stored = await svc.client.get(f"/v1/cases/{first.json()['case_id']}", headers=bearer(picc))
+        assert stored.json() == first.json()["case"]
+
+        rt = svc.runtime
+        now = rt.clock.now()
+        same_loss = _reported(new_case_id(now), "CPIC", "insurer_api", CaseIn(**body))
+        tables = ("cases", "case_documents", "events", "outbox")
+        async with rt.pool.acquire() as conn:
+            before = [await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables]
+            assert await _register_at_once(rt, conn, same_loss, [], now) is None
+            after = [await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables]
+        assert after == before
+        r = await svc.client.post(
+            "/v1/cases", json={**body, "report_no": report_no()}, headers=bearer(cpic)
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["case"]["duplicate_of"] == first.json()["case_id"]
 
 
 async def test_every_invalid_field_is_a_422_naming_it(start_service) -> None:  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
@@ -24,7 +25,7 @@ from claimdesk.events.intake import (
     OwnershipHandedOver,
     RequestedDocument,
 )
-from claimdesk.eventstore import ANY, ConcurrencyConflict
+from claimdesk.eventstore import ANY, ConcurrencyConflict, shift_params
 from claimdesk.service import Runtime
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -229,20 +230,41 @@ async def list_cases(
 
 # -- registering a case ---------------------------------------------------------------------
 
-_INSERT_CASE = """
-WITH c AS (
+# The case's read-model row and its requested documents, written only if `{only_if}` holds
+# and the insurer's report number is new (else `c` is empty).
+_CASE_CTES = """c AS (
     INSERT INTO cases (case_id, insurer_code, channel, report_no, plate, loss_time, status,
                        owner, version, data, reported_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, 'reported', $7, $8, $9, $10, $10)
+    SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::timestamptz, 'reported',
+           $7::text, $8::int, $9::jsonb, $10::timestamptz, $10::timestamptz
+    WHERE {only_if}
     ON CONFLICT (insurer_code, report_no) WHERE channel = 'insurer_api' DO NOTHING
     RETURNING case_id
 ), docs AS (
     INSERT INTO case_documents (case_id, code, name, position, requested_at)
     SELECT c.case_id, t.code, t.name, t.ord - 1, $10
     FROM c, unnest($11::text[], $12::text[]) WITH ORDINALITY AS t(code, name, ord)
-)
-SELECT case_id FROM c
-"""
+)"""
+_INSERT_CASE = f"WITH {_CASE_CTES.format(only_if='true')}\nSELECT case_id FROM c"
+
+
+def _case_args(
+    ev: CaseReported, n_events: int, state: CaseState, now: datetime, items: list[Any]
+) -> list[Any]:
+    return [
+        ev.case_id,
+        ev.insurer_code,
+        ev.channel,
+        ev.report_no,
+        ev.plate,
+        ev.loss_time,
+        ev.first_contact_owner,
+        n_events,
+        state,
+        now,
+        [i["code"] for i in items],
+        [i["name"] for i in items],
+    ]
 
 
 async def _claim_key(
@@ -275,29 +297,25 @@ async def _claim_key(
     return str(row["case_id"])
 
 
-async def _find_duplicate(
-    conn: asyncpg.Connection, ev: CaseReported, window_s: int
-) -> tuple[asyncpg.Record, list[str]] | None:
-    """An earlier case of the same loss: the same insurer's report number from the other
-    channel, else the same plate and a loss time within the window from another channel or
-    insurer (one round trip)."""
-    if not ev.report_no and not ev.plate:
-        return None
+@functools.cache
+def _duplicate_sql(by_report_no: bool, by_plate: bool) -> str:
+    """The lookup of an earlier case of the same loss: the same insurer's report number from
+    the other channel, else the same plate and a loss time within the window from another
+    channel or insurer. Parameters: insurer, channel, then the report number and/or the
+    plate, loss time and window (`_duplicate_args`)."""
     # One index-friendly branch per match kind (a single OR'ed query with "$n IS NOT NULL"
     # guards got a generic plan that scanned the whole table on every post).
     cols = "case_id, insurer_code, channel, data, seq, (data->>'duplicate_of') IS NOT NULL AS dup"
-    branches, args = [], [ev.insurer_code, ev.channel]
-    if ev.report_no:
-        args.append(ev.report_no)
+    branches = []
+    if by_report_no:
         branches.append(
             f"""SELECT {cols}, true AS by_report_no FROM cases
-                WHERE insurer_code = $1 AND report_no = ${len(args)} AND channel <> $2
+                WHERE insurer_code = $1 AND report_no = $3 AND channel <> $2
                   AND status <> 'cancelled'"""
         )
-    if ev.plate:
-        args += [ev.plate, ev.loss_time, timedelta(seconds=window_s)]
-        n = len(args)
-        same_report = f"report_no = ${n - 3} AND insurer_code = $1" if ev.report_no else "false"
+    if by_plate:
+        n = 6 if by_report_no else 5
+        same_report = "report_no = $3 AND insurer_code = $1" if by_report_no else "false"
         branches.append(
             f"""SELECT {cols}, coalesce({same_report}, false) AS by_report_no FROM cases
                 WHERE plate = ${n - 2}
@@ -305,11 +323,29 @@ async def _find_duplicate(
                                     AND ${n - 1}::timestamptz + ${n}::interval
                   AND (channel <> $2 OR insurer_code <> $1) AND status <> 'cancelled'"""
         )
-    row = await conn.fetchrow(
-        " UNION ALL ".join(f"({b})" for b in branches)
-        + " ORDER BY by_report_no DESC, dup, seq LIMIT 1",
-        *args,
-    )
+    union = " UNION ALL ".join(f"({b})" for b in branches)
+    return f"{union} ORDER BY by_report_no DESC, dup, seq LIMIT 1"
+
+
+def _duplicate_query(ev: CaseReported, window_s: int) -> tuple[str, list[Any]] | None:
+    """`_duplicate_sql` for this case with its arguments; None when the case carries neither
+    a report number nor a plate."""
+    if not ev.report_no and not ev.plate:
+        return None
+    args: list[Any] = [ev.insurer_code, ev.channel]
+    if ev.report_no:
+        args.append(ev.report_no)
+    if ev.plate:
+        args += [ev.plate, ev.loss_time, timedelta(seconds=window_s)]
+    return _duplicate_sql(bool(ev.report_no), bool(ev.plate)), args
+
+
+async def _find_duplicate(
+    conn: asyncpg.Connection, ev: CaseReported, window_s: int
+) -> tuple[asyncpg.Record, list[str]] | None:
+    """An earlier case of the same loss (`_duplicate_query`) and the fields it matched on."""
+    query = _duplicate_query(ev, window_s)
+    row = await conn.fetchrow(query[0], *query[1]) if query else None
     if row is None:
         return None
     return row, (["insurer_code", "report_no"] if row["by_report_no"] else ["plate", "loss_time"])
@@ -345,6 +381,56 @@ async def _bump(
     )
 
 
+def _new_case_events(
+    ev: CaseReported, items: list[Any], dup: tuple[asyncpg.Record, list[str]] | None
+) -> list[Event]:
+    events: list[Event] = [ev]
+    if items:
+        events.append(
+            DocumentRequested(
+                case_id=ev.case_id,
+                documents=[RequestedDocument(code=i["code"], name=i["name"]) for i in items],
+            )
+        )
+    if dup is not None:
+        events.append(
+            DuplicateCaseLinked(
+                case_id=ev.case_id, duplicate_of=dup[0]["case_id"], matched_on=dup[1]
+            )
+        )
+    return events
+
+
+@functools.lru_cache(maxsize=8)
+def _at_once_sql(duplicate_sql: str | None, duplicate_args: int) -> str:
+    """The CTEs `_register_at_once` puts before the append: the duplicate lookup (its
+    parameters first), then the case row and its documents, written only if it found none."""
+    if duplicate_sql is None:
+        return _CASE_CTES.format(only_if="true")
+    cases = _CASE_CTES.format(only_if="NOT EXISTS (SELECT FROM dup)")
+    shifted = shift_params(cases, duplicate_args)
+    return f"dup AS ({duplicate_sql}),\n{shifted}"
+
+
+async def _register_at_once(
+    rt: Runtime, conn: asyncpg.Connection, ev: CaseReported, items: list[Any], now: datetime
+) -> dict[str, Any] | None:
+    """The common case in one statement, no transaction block: if there is no earlier case of
+    the same loss and the report number is new, write the read model, the documents, the
+    events and the outbox row (one round trip where the general path takes five), and return
+    the new case. None when it wrote nothing: the general path then decides what the post is."""
+    events = _new_case_events(ev, items, None)
+    state = _fold(events, now)
+    dup = _duplicate_query(ev, isettings(rt).duplicate_window_s)
+    dup_sql, dup_args = dup or (None, [])
+    before = _at_once_sql(dup_sql, len(dup_args))
+    args = [*dup_args, *_case_args(ev, len(events), state, now, items)]
+    _, appended = await rt.store.append_with(
+        conn, f"case-{ev.case_id}", events, 0, before=before, args=args, guard="c"
+    )
+    return _new_case_view(state, events, items) if appended else None
+
+
 async def _register(
     rt: Runtime,
     ev: CaseReported,
@@ -356,71 +442,55 @@ async def _register(
     """Store a new case, or return the first one (`req_hash`: the request's hash, needed only
     with an `idem_key`)."""
     now = rt.clock.now()
-    async with rt.pool.acquire() as conn, conn.transaction():
-        if idem_key:
-            first = await _claim_key(
-                conn, scope=scope, key=idem_key, req_hash=req_hash, case_id=ev.case_id, now=now
-            )
-            if first is not None:
-                return await case_view(conn, first), False
+    async with rt.pool.acquire() as conn:
         items = await documents.cached_checklist(rt, conn, ev.insurer_code, ev.loss_type)
-        dup = await _find_duplicate(conn, ev, isettings(rt).duplicate_window_s)
-        events: list[Event] = [ev]
-        if items:
-            events.append(
-                DocumentRequested(
-                    case_id=ev.case_id,
-                    documents=[RequestedDocument(code=i["code"], name=i["name"]) for i in items],
-                )
-            )
-        if dup is not None:
-            events.append(
-                DuplicateCaseLinked(
-                    case_id=ev.case_id, duplicate_of=dup[0]["case_id"], matched_on=dup[1]
-                )
-            )
-        state = _fold(events, now)
-        inserted = await conn.fetchval(
-            _INSERT_CASE,
-            ev.case_id,
-            ev.insurer_code,
-            ev.channel,
-            ev.report_no,
-            ev.plate,
-            ev.loss_time,
-            ev.first_contact_owner,
-            len(events),
-            state,
-            now,
-            [i["code"] for i in items],
-            [i["name"] for i in items],
-        )
-        if inserted is None:  # the insurer's report number was registered before
-            first = await conn.fetchval(
-                "SELECT case_id FROM cases WHERE insurer_code = $1 AND report_no = $2 "
-                "AND channel = 'insurer_api'",
-                ev.insurer_code,
-                ev.report_no,
-            )
+        if not idem_key:
+            view = await _register_at_once(rt, conn, ev, items, now)
+            if view is not None:
+                return view, True
+        async with conn.transaction():
             if idem_key:
-                await conn.execute(
-                    "UPDATE idempotency_keys SET case_id = $3 WHERE scope = $1 AND key = $2",
-                    scope,
-                    idem_key,
-                    first,
+                first = await _claim_key(
+                    conn, scope=scope, key=idem_key, req_hash=req_hash, case_id=ev.case_id, now=now
                 )
-            return await case_view(conn, first), False
-        await rt.store.append(conn, f"case-{ev.case_id}", events, 0)
-        if dup is not None and dup[0]["insurer_code"] == ev.insurer_code:
-            await _record_discrepancies(rt, conn, ev=ev, state=state, other=dup[0], now=now)
-            return await case_view(conn, ev.case_id), True
+                if first is not None:
+                    return await case_view(conn, first), False
+            dup = await _find_duplicate(conn, ev, isettings(rt).duplicate_window_s)
+            events = _new_case_events(ev, items, dup)
+            state = _fold(events, now)
+            inserted = await conn.fetchval(
+                _INSERT_CASE, *_case_args(ev, len(events), state, now, items)
+            )
+            if inserted is None:  # the insurer's report number was registered before
+                first = await conn.fetchval(
+                    "SELECT case_id FROM cases WHERE insurer_code = $1 AND report_no = $2 "
+                    "AND channel = 'insurer_api'",
+                    ev.insurer_code,
+                    ev.report_no,
+                )
+                if idem_key:
+                    await conn.execute(
+                        "UPDATE idempotency_keys SET case_id = $3 WHERE scope = $1 AND key = $2",
+                        scope,
+                        idem_key,
+                        first,
+                    )
+                return await case_view(conn, first), False
+            await rt.store.append(conn, f"case-{ev.case_id}", events, 0)
+            if dup is not None and dup[0]["insurer_code"] == ev.insurer_code:
+                await _record_discrepancies(rt, conn, ev=ev, state=state, other=dup[0], now=now)
+                return await case_view(conn, ev.case_id), True
+    return _new_case_view(state, events, items), True
+
+
+def _new_case_view(state: CaseState, events: list[Event], items: list[Any]) -> dict[str, Any]:
     docs = [
         {"code": i["code"], "name": i["name"], "received": False, "received_at": None}
         for i in items
     ]
     view = {**state, "version": len(events), "documents": docs}
     view["missing_documents"] = [i["code"] for i in items]
-    return view, True
+    return view
 
 
 async def _record_discrepancies(
