@@ -307,9 +307,10 @@ class EventStore:
         parameters numbered from $1, bound to `args`); `guard` names one of them: the events
         are written only if it returned a row, else nothing is appended and the envelope list
         is empty (the caller decides what that means, typically: take the slow path). `select`
-        adds output columns to the returned row (e.g. `(SELECT id FROM mine) AS id`).
-        One round trip instead of BEGIN, the caller's statements, the append and COMMIT; all
-        CTEs see one snapshot, so `before` must not read what it writes.
+        adds output columns to the returned row (e.g. `(SELECT id FROM mine) AS id`). A stale
+        `expected_version` raises ConcurrencyConflict and fails the whole statement, the
+        caller's writes with it. One round trip instead of BEGIN, the caller's statements, the
+        append and COMMIT; all CTEs see one snapshot, so `before` must not read what it writes.
         """
         assert events
         return await self._append(
