@@ -190,7 +190,50 @@ async def generate(pools: dict[str, asyncpg.Pool], n_events: int, first_case: in
     return total
 
 
-async def raw_kafka_read(settings: Settings, n: int) -> float:
+def cpu_by_group() -> dict[str, float]:
+    """CPU seconds used so far: this process, every Postgres process (with its exited
+    children: backends), the broker, and the whole machine busy (from /proc/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"python": time.process_time(), "postgres": 0.0, "broker": 0.0}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        f = raw.rsplit(")", 1)[1].split()
+        if comm == "postgres":
+            out["postgres"] += sum(int(v) for v in f[11:15]) / tick
+        elif comm.startswith("tansu"):
+            out["broker"] += (int(f[11]) + int(f[12])) / tick
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    out["machine"] = (sum(fields) - fields[3] - fields[4]) / tick  # all but idle and iowait
+    return out
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    out = {k: after[k] - before[k] for k in before}
+    # The rest of the machine: kernel threads (WAL and page writeback), anything else running.
+    out["other"] = max(0.0, out["machine"] - out["python"] - out["postgres"] - out["broker"])
+    return out
+
+
+def cpu_note(cpu: dict[str, float], n: float, seconds: float) -> str:
+    """Per event: where the CPU went (µs), and how busy the machine was."""
+
+    def us(k: str) -> str:
+        return f"{cpu[k] / n * 1e6:.0f}"
+
+    return (
+        f"Python {us('python')}, Postgres {us('postgres')}, broker {us('broker')}, "
+        f"other (kernel: WAL/page writeback, network) {us('other')} µs of CPU per event; "
+        f"machine {cpu['machine'] / seconds / (os.cpu_count() or 1):.0%} busy"
+    )
+
+
+async def raw_kafka_read(settings: Settings, n: int, cpu: dict[str, float] | None = None) -> float:
     consumer = make_consumer(settings, None, max_poll_records=5000, fetch_max_bytes=64 << 20)
     await consumer.start()
     try:
@@ -201,16 +244,19 @@ async def raw_kafka_read(settings: Settings, n: int) -> float:
             tps += [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        start, got = time.perf_counter(), 0
+        start, got, before = time.perf_counter(), 0, cpu_by_group()
         while got < n and time.perf_counter() - start < 600:
             for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
                 got += sum(1 for r in records if r.value)
-        return got / (time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        if cpu is not None:
+            cpu.update(cpu_delta(before, cpu_by_group()), n=got, seconds=seconds)
+        return got / seconds
     finally:
         await consumer.stop()
 
 
-async def fold_rate(settings: Settings, n: int) -> float:
+async def fold_rate(settings: Settings, n: int, cpu: dict[str, float] | None = None) -> float:
     from analytics.bootstrap import DEFINITION
     from analytics.consumers import consumer_specs
     from analytics.tables import MIGRATIONS
@@ -229,10 +275,17 @@ async def fold_rate(settings: Settings, n: int) -> float:
         deadline = time.perf_counter() + 60
         while consumer.stats.handled == 0 and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
-        start, first = time.perf_counter(), consumer.stats.handled
+        start, first, before = time.perf_counter(), consumer.stats.handled, cpu_by_group()
         while consumer.stats.handled < n and time.perf_counter() - start < 900:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
-        return (consumer.stats.handled - first) / (time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        if cpu is not None:
+            cpu.update(
+                cpu_delta(before, cpu_by_group()),
+                n=consumer.stats.handled - first,
+                seconds=seconds,
+            )
+        return (consumer.stats.handled - first) / seconds
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -412,9 +465,11 @@ async def main(quick: bool = False) -> str:
 
         thresholds = gc.get_threshold()
         tune_gc()
+        raw_cpu: dict[str, float] = {}
+        fold_cpu: dict[str, float] = {}
         try:
-            raw_rate = await raw_kafka_read(settings, n_fold)
-            ours_rate = await fold_rate(settings, n_fold)
+            raw_rate = await raw_kafka_read(settings, n_fold, raw_cpu)
+            ours_rate = await fold_rate(settings, n_fold, fold_cpu)
         finally:
             gc.set_threshold(*thresholds)
 
@@ -444,6 +499,9 @@ async def main(quick: bool = False) -> str:
         f"| commit -> dashboard SSE lag at 100 cases/s, p50 / p99 (ms) | {pct(dash, 0.5):.0f} / {pct(dash, 0.99):.0f} ({len(dash)}/{sent} seen) | commit -> raw Kafka consumer {pct(raw, 0.5):.0f} / {pct(raw, 0.99):.0f} | p99 {pct(dash, 0.99) / max(pct(raw, 0.99), 1e-9):.1f}x | - |",
     ]
     notes = (
+        "\nWhere the CPU went while each read ran: the fold: "
+        f"{cpu_note(fold_cpu, fold_cpu['n'], fold_cpu['seconds'])}; the raw read: "
+        f"{cpu_note(raw_cpu, raw_cpu['n'], raw_cpu['seconds'])}.\n"
         f"\nGenerated {n_total:,} events (8-10 per case) by bulk copy into the three stores and "
         f"republished {n_fold:,} to Kafka in {gen_s:.0f} s (not measured above). The fold runs the "
         "real consumer (batch path, the history's event_id key as the dedupe (no per-event marks), history + statistics upserts, NOTIFY); the rebuild "
