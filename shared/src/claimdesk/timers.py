@@ -1,10 +1,12 @@
 """Stored timers: deadlines live in Postgres, never in an in-memory sleep, and survive restarts.
 
 `schedule` writes a timer inside the caller's transaction (with the events that make it
-needed). The scheduler claims due timers with FOR UPDATE SKIP LOCKED, runs the handler on the
-same connection and marks the timer fired in the same transaction: with any number of
-processes, each timer fires exactly once. A failing handler is retried on the next pass and
-its error kept on the row.
+needed). The scheduler claims due timers with FOR UPDATE SKIP LOCKED and marks them fired in
+the same statement, then runs the handlers on the same connection in that transaction: with any
+number of processes, each timer fires exactly once (a failing handler rolls its mark back with
+everything else). A failing handler is retried on the next pass and its error kept on the row.
+A handler sees its own timer already marked fired, so it can re-arm its own id (`schedule`
+sets fired_at back to NULL) and cancelling its own id changes nothing.
 """
 
 from __future__ import annotations
@@ -173,21 +175,25 @@ class TimerScheduler:
         limit: int | None = None,
         exclude: list[str] | None = None,
     ) -> list[asyncpg.Record]:
-        """Lock due timers no other process holds. A timer that failed MAX_ATTEMPTS times
-        stays unfired with its error for an operator, instead of failing forever."""
-        return list(
-            await conn.fetch(
-                """SELECT timer_id, kind, due_at, payload FROM timers
-                   WHERE fired_at IS NULL AND due_at <= $1 AND kind = ANY($2::text[])
-                     AND attempts < $4 AND NOT (timer_id = ANY($5::text[]))
-                   ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED""",
-                now,
-                kinds,
-                limit or self.batch_size,
-                MAX_ATTEMPTS,
-                exclude or [],
-            )
+        """Lock due timers no other process holds and mark them fired, in due order (one
+        statement; the caller's transaction undoes the marks if a handler fails). A timer that
+        failed MAX_ATTEMPTS times stays unfired with its error for an operator, instead of
+        failing forever."""
+        rows = await conn.fetch(
+            """UPDATE timers t SET fired_at = $1, attempts = t.attempts + 1
+               FROM (SELECT timer_id FROM timers
+                     WHERE fired_at IS NULL AND due_at <= $1 AND kind = ANY($2::text[])
+                       AND attempts < $4 AND NOT (timer_id = ANY($5::text[]))
+                     ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) due
+               WHERE t.timer_id = due.timer_id
+               RETURNING t.timer_id, t.kind, t.due_at, t.payload""",
+            now,
+            kinds,
+            limit or self.batch_size,
+            MAX_ATTEMPTS,
+            exclude or [],
         )
+        return sorted(rows, key=lambda r: r["due_at"])
 
     async def _fire(self, conn: asyncpg.Connection, row: asyncpg.Record, now: datetime) -> None:
         payload = dict(row["payload"])
@@ -199,11 +205,6 @@ class TimerScheduler:
         ):
             span.set_attribute("claimdesk.timer.id", timer.timer_id)
             await self.handlers[timer.kind](conn, timer, now)
-        await conn.execute(
-            "UPDATE timers SET fired_at = $2, attempts = attempts + 1 WHERE timer_id = $1",
-            timer.timer_id,
-            now,
-        )
         self.fired += 1
         TIMERS_FIRED.labels(self.service, timer.kind).inc()
 
