@@ -68,6 +68,17 @@ class SurveyorView:
     retired: bool = False
     shift_override: bool | None = None  # True: started a shift, False: ended it, None: schedule
     shifts: tuple[Shift, ...] = ()
+    # derived once per view (a roster keeps its views across decisions): the terms of the
+    # cost that depend on the surveyor alone
+    lat_rad: float = field(init=False, repr=False, compare=False)
+    cos_lat: float = field(init=False, repr=False, compare=False)
+    load: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        lat_rad = math.radians(self.lat)
+        object.__setattr__(self, "lat_rad", lat_rad)
+        object.__setattr__(self, "cos_lat", math.cos(lat_rad))
+        object.__setattr__(self, "load", self.open_jobs / self.capacity if self.capacity else 1.0)
 
     def on_shift(self, now: datetime) -> bool:
         if self.shift_override is not None:
@@ -196,19 +207,30 @@ def _costs(
         assert job.lon is not None
         p2, lon2 = math.radians(job.lat), job.lon
         cos_p2 = math.cos(p2)
-    sin, cos, radians, asin, sqrt = math.sin, math.cos, math.radians, math.asin, math.sqrt
+    sin, radians, asin, sqrt = math.sin, math.radians, math.asin, math.sqrt
+    m1 = mean_today + 1.0
+    if not has_loc:
+        for s in eligible:
+            fairness = (s.assigned_today - mean_today) / m1
+            preferred = s.team in teams or s.surveyor_id in people
+            cost = 0.0 + W_LOAD * s.load + W_FAIRNESS * fairness - (W_PREFERRED if preferred else 0)
+            yield cost, s.surveyor_id, s
+        return
     for s in eligible:
-        travel_cost = 0.0
-        if has_loc:
-            p1 = radians(s.lat)
-            a = sin((p2 - p1) / 2) ** 2 + cos(p1) * cos_p2 * sin(radians(lon2 - s.lon) / 2) ** 2
-            km = 6371.0 * 2 * asin(sqrt(a))
-            travel_cost = km * DETOUR / URBAN_KMH * 60.0 / 30.0 * W_TRAVEL
-        load = s.open_jobs / s.capacity if s.capacity else 1.0
-        fairness = (s.assigned_today - mean_today) / (mean_today + 1.0)
+        # cos(p1) and radians(lat) come precomputed with the view: the same floats
+        a = (
+            sin((p2 - s.lat_rad) / 2) ** 2
+            + s.cos_lat * cos_p2 * sin(radians(lon2 - s.lon) / 2) ** 2
+        )
+        km = 6371.0 * 2 * asin(sqrt(a))
+        travel_cost = km * DETOUR / URBAN_KMH * 60.0 / 30.0 * W_TRAVEL
+        fairness = (s.assigned_today - mean_today) / m1
         preferred = s.team in teams or s.surveyor_id in people
         cost = (
-            travel_cost + W_LOAD * load + W_FAIRNESS * fairness - (W_PREFERRED if preferred else 0)
+            travel_cost
+            + W_LOAD * s.load
+            + W_FAIRNESS * fairness
+            - (W_PREFERRED if preferred else 0)
         )
         yield cost, s.surveyor_id, s
 
