@@ -31,11 +31,19 @@ def make_definition(dispatch_settings: DispatchSettings | None = None) -> Servic
             roster = await demo.seed(rt)
             await demo.write_credentials(rt, roster)
 
+    async def on_stop(rt: Runtime) -> None:
+        sms = rt.extras.get("sms")
+        if isinstance(sms, LogSmsGateway):
+            sms.close()
+
     def consumers(rt: Runtime) -> list[ConsumerSpec]:
         ds = dispatch_settings or DispatchSettings()
 
         async def handle(conn, env):  # type: ignore[no-untyped-def]
             await handlers.on_intake_event(rt, conn, env)
+
+        async def handle_batch(conn, envs):  # type: ignore[no-untyped-def]
+            await handlers.on_intake_batch(rt, conn, envs)
 
         return [
             ConsumerSpec(
@@ -43,8 +51,13 @@ def make_definition(dispatch_settings: DispatchSettings | None = None) -> Servic
                 [rt.topic("intake")],
                 handle,
                 event_types=INTAKE_TYPES,
+                # a fetch of several cases (a backlog) costs a lock and a roster read in all
+                batch_handler=handle_batch,
                 group_id=ds.consumer_group,
                 max_records=ds.case_batch,
+                # the next fetch is decoded, and the last one's offsets committed, while a
+                # transaction runs: neither waits in line before a case's assignment
+                pipelined=True,
             )
         ]
 
@@ -83,6 +96,7 @@ def make_definition(dispatch_settings: DispatchSettings | None = None) -> Servic
         timers=timers,
         background=background,
         on_start=on_start,
+        on_stop=on_stop,
         openapi_tags=[
             {"name": "surveyors", "description": "Surveyors (公估师/查勘员) and teams (查勘组)"},
             {"name": "jobs", "description": "Survey jobs and their lifecycle"},

@@ -10,15 +10,17 @@ and signals the live feed, all in the caller's transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
+from claimdesk.context import caused_by
 from claimdesk.errors import Conflict, InvalidInput, NotFound
 from claimdesk.events.base import Envelope, Event
 from claimdesk.events.dispatch import (
@@ -44,7 +46,8 @@ from claimdesk.events.dispatch import (
 )
 from claimdesk.events.intake import CaseCancelled, CaseDetailsCorrected, CaseReported
 from claimdesk.eventstore import ANY, ConcurrencyConflict
-from claimdesk.timers import Timer, cancel, schedule, schedule_many
+from claimdesk.telemetry import current_trace_context, extract_context, tracer
+from claimdesk.timers import TRACE_KEY, Timer, cancel, schedule, schedule_many
 
 from dispatch import domain, policy
 from dispatch.notify import customer_sms_text, feed_channel, job_sms_text, sign_webhook
@@ -97,6 +100,14 @@ async def record(
     envs: list[Envelope] = await rt.store.append(
         conn, stream, events, expected, occurred_at=occurred_at
     )
+    if (
+        len(envs) == 2
+        and isinstance(envs[0].payload, JobOpened)
+        and isinstance(envs[1].payload, SurveyorAssigned)
+    ):
+        # a new case's job, assigned at once: the path every case takes, in one statement
+        await _project_opened_assigned(rt, conn, envs[0], envs[1])
+        return envs
     for env in envs:
         await project(rt, conn, env)
     return envs
@@ -153,6 +164,111 @@ async def _feed(  # noqa: PLR0917
         OPEN,
         local_day_start(now),
         feed_channel(rt.schema),
+    )
+
+
+_OPENED_ASSIGNED_SQL = """
+WITH s AS (SELECT team, EXISTS (SELECT 1 FROM team_webhooks w WHERE w.team = surveyors.team)
+                  AS hook
+           FROM surveyors WHERE surveyor_id = $16),
+j AS (
+    INSERT INTO jobs (job_id, case_id, status, insurer_code, priority, plate, loss_type,
+                      loss_address, loss_lat, loss_lon, region, required_skills, contact_name,
+                      contact_phone, description, opened_at, updated_at, surveyor_id, team,
+                      attempt, ack_due_at, assignment)
+    VALUES ($1, $2, 'assigned', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15,
+            $16, (SELECT team FROM s), $17, $18, $19)
+),
+a AS (INSERT INTO assignments (job_id, attempt, surveyor_id, assigned_at)
+      VALUES ($1, $17, $16, $15) ON CONFLICT DO NOTHING),
+upd AS (
+    -- as in _FEED_SQL: the surveyor's row lock before the feed row gets its position, and the
+    -- load counters from indexed rows; this statement's own job and assignment are not
+    -- visible to it, hence the + 1s
+    UPDATE surveyors SET
+        open_jobs = 1 + (SELECT count(*) FROM jobs
+                         WHERE surveyor_id = $16 AND status = ANY($21::text[])),
+        assigned_today = 1 + (SELECT count(*) FROM assignments
+                              WHERE surveyor_id = $16 AND assigned_at >= $22),
+        today_start = $22
+    WHERE surveyor_id = $16
+    RETURNING surveyor_id
+),
+feed AS (
+    INSERT INTO job_feed (surveyor_id, job_id, kind, attempt, at)
+    SELECT upd.surveyor_id, $1, 'assigned', $17, $20 FROM upd
+    RETURNING surveyor_id
+),
+t AS (
+    INSERT INTO timers (timer_id, kind, due_at, payload)
+    SELECT * FROM unnest($24::text[], $25::text[], $26::timestamptz[], $27::text[]::jsonb[])
+    UNION ALL
+    SELECT $28, 'notify_webhook', $15, $29::text::jsonb || jsonb_build_object('team', s.team)
+    FROM s WHERE s.hook
+    ON CONFLICT (timer_id) DO UPDATE
+      SET kind = EXCLUDED.kind, due_at = EXCLUDED.due_at, payload = EXCLUDED.payload,
+          fired_at = NULL, attempts = 0, last_error = NULL
+)
+SELECT pg_notify($23, feed.surveyor_id) FROM feed
+"""
+
+
+async def _project_opened_assigned(
+    rt: Runtime, conn: asyncpg.Connection, opened_env: Envelope, assigned_env: Envelope
+) -> None:
+    """`project` of JobOpened then SurveyorAssigned (a new job, no previous surveyor, no ack
+    timer to cancel) in one round trip: the job row, the assignment, the surveyor's load,
+    the feed row with its after-commit notification, and the ack, SMS (and, when the team
+    has a webhook, webhook) timers, as `schedule_many` writes them."""
+    o = opened_env.payload
+    e = assigned_env.payload
+    assert isinstance(o, JobOpened)
+    assert isinstance(e, SurveyorAssigned)
+    now = assigned_env.recorded_at
+    feed_now = rt.clock.now()
+    assignment = {
+        "attempt": e.attempt,
+        "policy_version": e.policy_version,
+        "reason": e.reason,
+        "assigned_by": e.assigned_by,
+        "candidates": [_cand(c) for c in e.candidates],
+        "assigned_at": now.isoformat(),
+    }
+    trace_context = current_trace_context()
+    extra = {TRACE_KEY: trace_context} if trace_context else {}
+    payload = {"job_id": e.job_id, "case_id": e.case_id, "attempt": e.attempt}
+    notify = {**payload, "surveyor_id": e.surveyor_id, "try": 1}
+    await conn.execute(
+        _OPENED_ASSIGNED_SQL,
+        o.job_id,
+        o.case_id,
+        o.insurer_code,
+        o.priority,
+        o.plate,
+        o.loss_type,
+        o.loss_address,
+        o.loss_lat,
+        o.loss_lon,
+        o.region,
+        o.required_skills,
+        o.contact_name,
+        o.contact_phone,
+        o.description,
+        now,
+        e.surveyor_id,
+        e.attempt,
+        e.ack_due_at,
+        assignment,
+        feed_now,
+        OPEN,
+        local_day_start(feed_now),
+        feed_channel(rt.schema),
+        [f"ack:{e.job_id}:{e.attempt}", f"sms:{e.job_id}:{e.attempt}"],
+        ["ack_timeout", "notify_sms"],
+        [e.ack_due_at, now],
+        [json.dumps({**payload, **extra}), json.dumps({**notify, **extra})],
+        f"webhook:{e.job_id}:{e.attempt}",
+        json.dumps({**notify, **extra}),
     )
 
 
@@ -450,19 +566,33 @@ async def load_context(
         case_id,
     )
     assert r is not None
+    return context_of(rt, r)
+
+
+def context_of(rt: Runtime, r: asyncpg.Record) -> DecisionContext:
+    """A DecisionContext from `load_context`'s row."""
+    return _context(rt, r["cfg"], r, bool(r["dup"]))
+
+
+def _context(
+    rt: Runtime, raw_cfg: dict[str, Any] | None, prefs: Any, duplicate: bool
+) -> DecisionContext:
     cfg: dict[str, Any] = {
         "default_s": dsettings(rt).ack_timeout_s,
         "by_insurer": {},
         "by_priority": {},
     }
-    if r["cfg"]:
-        cfg.update(r["cfg"])
-    prefs = policy.InsurerPreferences(
-        preferred_teams=frozenset(r["preferred_teams"] or ()),
-        preferred_surveyors=frozenset(r["preferred_surveyors"] or ()),
-        avoided_surveyors=frozenset(r["avoided_surveyors"] or ()),
+    if raw_cfg:
+        cfg.update(raw_cfg)
+    return DecisionContext(
+        duplicate,
+        policy.InsurerPreferences(
+            preferred_teams=frozenset((prefs and prefs["preferred_teams"]) or ()),
+            preferred_surveyors=frozenset((prefs and prefs["preferred_surveyors"]) or ()),
+            avoided_surveyors=frozenset((prefs and prefs["avoided_surveyors"]) or ()),
+        ),
+        cfg,
     )
-    return DecisionContext(bool(r["dup"]), prefs, cfg)
 
 
 def ack_timeout_s(cfg: dict[str, Any], insurer: str, priority: str) -> float:
@@ -497,12 +627,14 @@ async def assignment_events(
     why: str,
     previous: str | None,
     ctx: DecisionContext | None = None,
+    roster: list[policy.SurveyorView] | None = None,
 ) -> list[Event]:
     """Run the policy for the next attempt: an assignment, or the dispatcher queue."""
     ds = dsettings(rt)
     ctx = ctx or await load_context(rt, conn, facts.insurer_code)
     prefs = ctx.prefs
-    roster = await roster_cache(rt).load(conn, now)
+    if roster is None:
+        roster = await roster_cache(rt).load(conn, now)
     decision = policy.choose(facts, roster, now, prefs, exclude=frozenset(state.tried))
     common = {"job_id": state.job_id, "case_id": state.case_id}
     if state.attempt >= ds.max_attempts:
@@ -625,11 +757,76 @@ def _job_changes(changes: dict[str, Any]) -> dict[str, Any]:
 
 async def on_case_reported(rt: Runtime, conn: asyncpg.Connection, case: CaseReported) -> bool:
     """Open the case's job and assign it; False when the case already has a job."""
+    return await cases_reported(rt, conn, [case]) == 1
+
+
+async def cases_reported(
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    cases: Sequence[CaseReported],
+    envs: Sequence[Envelope] | None = None,
+) -> int:
+    """Open each case's job and assign it, in order, one decision after the other as if each
+    were alone: one lock and one read of the roster (with the insurers' preferences, the
+    deadlines and which cases have a job) for all of them, then per case its append and its
+    projection. `envs` (the cases' envelopes, from a consumer batch): each case's events
+    are caused by its own. Returns how many jobs were opened (a case with a job is skipped)."""
     await assign_lock(conn)  # its own statement: what follows must see rows committed meanwhile
-    ctx = await load_context(rt, conn, case.insurer_code, case.case_id)
-    if ctx.duplicate:
-        return False
     now = rt.clock.now()
+    roster, head = await roster_cache(rt).load_with(
+        conn, now, sorted({c.insurer_code for c in cases}), [c.case_id for c in cases]
+    )
+    done: set[str] = set(head["dups"] or ())
+    prefs = {p["insurer_code"]: p for p in head["prefs"] or ()}
+    where = {v.surveyor_id: i for i, v in enumerate(roster)}
+    opened_jobs = 0
+    for i, case in enumerate(cases):
+        if case.case_id in done:
+            continue
+        done.add(case.case_id)
+        ctx = _context(rt, head["cfg"], prefs.get(case.insurer_code), False)
+        with _caused_by(envs[i] if envs is not None else None):
+            events = await _open_and_assign(rt, conn, case, rt.clock.now(), ctx, roster)
+            # expected version 0: even a writer that skipped the lock could not open a second
+            # job; its ConcurrencyConflict fails the transaction, and the redelivery then
+            # finds the job
+            await record(rt, conn, job_stream(case.case_id), events, 0)
+        opened_jobs += 1
+        chosen = events[-1]
+        if isinstance(chosen, SurveyorAssigned) and chosen.surveyor_id in where:
+            # the next decision sees this one's load (as a fresh read of the roster would)
+            k = where[chosen.surveyor_id]
+            v = roster[k]
+            roster[k] = replace(v, open_jobs=v.open_jobs + 1, assigned_today=v.assigned_today + 1)
+    return opened_jobs
+
+
+@contextlib.contextmanager
+def _caused_by(env: Envelope | None) -> Iterator[None]:
+    """What `EventConsumer._handle` sets around one event: its cause, and its trace (a span in
+    the event's trace, so what the event causes joins it)."""
+    if env is None:
+        yield
+        return
+    with (
+        tracer().start_as_current_span(
+            f"handle {env.event_type}",
+            context=extract_context(env.trace_context or {}),
+            attributes={"messaging.message.id": str(env.event_id)},
+        ),
+        caused_by(correlation_id=env.correlation_id, causation_id=env.event_id, actor=None),
+    ):
+        yield
+
+
+async def _open_and_assign(  # noqa: PLR0917
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    case: CaseReported,
+    now: datetime,
+    ctx: DecisionContext,
+    roster: list[policy.SurveyorView],
+) -> list[Event]:
     opened = JobOpened(
         job_id=job_id_for(case.case_id),
         case_id=case.case_id,
@@ -658,16 +855,32 @@ async def on_case_reported(rt: Runtime, conn: asyncpg.Connection, case: CaseRepo
         region=case.region,
         priority=case.priority,
     )
-    events = [
+    return [
         opened,
         *await assignment_events(
-            rt, conn, state, facts, now, why="new case", previous=None, ctx=ctx
+            rt, conn, state, facts, now, why="new case", previous=None, ctx=ctx, roster=roster
         ),
     ]
-    # expected version 0: even a writer that skipped the lock could not open a second job; its
-    # ConcurrencyConflict fails the transaction, and the redelivery then finds the job
-    await record(rt, conn, job_stream(case.case_id), events, 0)
-    return True
+
+
+async def on_intake_batch(rt: Runtime, conn: asyncpg.Connection, envs: list[Envelope]) -> None:
+    """The consumer's batch path (a fetch of several events, one transaction): runs of
+    CaseReported go through `cases_reported` together; the others one by one, in order."""
+    run: list[Envelope] = []
+
+    async def flush() -> None:
+        if run:
+            await cases_reported(rt, conn, [e.payload for e in run], run)  # type: ignore[misc]
+            run.clear()
+
+    for env in envs:
+        if isinstance(env.payload, CaseReported):
+            run.append(env)
+            continue
+        await flush()
+        with _caused_by(env):
+            await on_intake_event(rt, conn, env)
+    await flush()
 
 
 # -- timers --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import logging
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 import asyncpg
 
@@ -35,16 +35,23 @@ class LogSmsGateway:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self.sent: deque[tuple[str, str]] = deque(maxlen=5000)
+        self._file: TextIO | None = None  # opened on the first text, kept open (appending)
 
     async def send(self, to: str, text: str) -> str:
         self.sent.append((to, text))
         line = f"SMS to {to}: {text}"
         log.info(line)
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(line.replace("\n", " ") + "\n")
+            if self._file is None or self._file.closed:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("a", encoding="utf-8")
+            self._file.write(line.replace("\n", " ") + "\n")
+            self._file.flush()
         return f"logged to {self.path}" if self.path else "logged"
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def job_sms_text(job: Mapping[str, Any]) -> str:

@@ -20,6 +20,7 @@ side by side stay correct; decisions still serialise on the assignment lock.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
@@ -32,12 +33,23 @@ _COLUMNS = """surveyor_id, team, skills, regions, lat, lon, capacity, available,
               shift_override, shifts, open_jobs,
               CASE WHEN today_start = $1 THEN assigned_today ELSE 0 END AS today"""
 
+# The head of every row also carries what decisions read besides the roster (the insurers'
+# preferences, the acknowledgement deadlines, which of the cases already have a job): one
+# round trip for both.
 _REFRESH = f"""
 WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin,
                   pg_current_xact_id_if_assigned() AS me,
                   CASE WHEN $3::xid8 IS NULL THEN NULL ELSE pg_xact_status($3::xid8) END
-                      AS previous_reader)
-SELECT h.xmin, h.me, h.previous_reader, s.*
+                      AS previous_reader,
+                  (SELECT array_agg(case_id) FROM jobs WHERE case_id = ANY($5::text[]))
+                      AS dups,
+                  (SELECT value FROM dispatch_config WHERE key = 'ack_timeouts') AS cfg,
+                  (SELECT jsonb_agg(jsonb_build_object(
+                              'insurer_code', insurer_code, 'preferred_teams', preferred_teams,
+                              'preferred_surveyors', preferred_surveyors,
+                              'avoided_surveyors', avoided_surveyors))
+                   FROM insurer_prefs WHERE insurer_code = ANY($4::text[])) AS prefs)
+SELECT h.xmin, h.me, h.previous_reader, h.dups, h.cfg, h.prefs, s.*
 FROM h LEFT JOIN LATERAL (
     SELECT {_COLUMNS} FROM surveyors WHERE $2::xid8 IS NULL OR changed_tx >= $2::xid8
 ) s ON true
@@ -89,9 +101,25 @@ class RosterCache:
 
     async def load(self, conn: asyncpg.Connection, now: datetime) -> list[policy.SurveyorView]:
         """The non-retired roster as of `conn`'s transaction."""
+        return (await self.load_with(conn, now))[0]
+
+    async def load_with(
+        self,
+        conn: asyncpg.Connection,
+        now: datetime,
+        insurers: Sequence[str] = (),
+        case_ids: Sequence[str] = (),
+    ) -> tuple[list[policy.SurveyorView], asyncpg.Record]:
+        """The roster, and in the same round trip a row with the decisions' context:
+        `dups` (those of `case_ids` that have a job, or None), `cfg` (the acknowledgement
+        deadlines' configuration) and `prefs` (a list of {insurer_code, preferred_teams,
+        preferred_surveyors, avoided_surveyors} for those of `insurers` that have any)."""
         day = local_day_start(now)
         incremental = self.horizon is not None and day == self.day
-        rows = await conn.fetch(_REFRESH, day, self.horizon if incremental else None, self.reader)
+        insurers, case_ids = list(insurers), list(case_ids)
+        rows = await conn.fetch(
+            _REFRESH, day, self.horizon if incremental else None, self.reader, insurers, case_ids
+        )
         head = rows[0]
         me = head["me"]
         if (
@@ -101,7 +129,7 @@ class RosterCache:
         ):
             # the last read saw writes of a transaction that did not commit: start over
             incremental = False
-            rows = await conn.fetch(_REFRESH, day, None, None)
+            rows = await conn.fetch(_REFRESH, day, None, None, insurers, case_ids)
             head = rows[0]
         if not incremental:
             self.views = {}
@@ -117,4 +145,4 @@ class RosterCache:
         self.horizon = int(head["xmin"])
         self.reader = int(me) if me is not None else None
         self.day = day
-        return list(self.views.values())
+        return list(self.views.values()), head

@@ -9,6 +9,11 @@ heartbeats (`: ping`) keep proxies from closing an idle stream.
 
 New rows are found without polling: the hub wakes the stream when Postgres delivers the
 after-commit notification for this surveyor; the stream then reads its rows after `last`.
+
+Each assignment the device received is recorded once as JobNotified(stream) (the feed row's
+`delivered_at` says it was). A client resuming with `Last-Event-ID: n` confirms it received
+everything up to n, so those are marked too (a delivery sent just before a restart, whose mark
+did not make it, is recorded then).
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 from claimdesk.events.dispatch import JobNotified
+from claimdesk.eventstore import ANY, ConcurrencyConflict
 
-from dispatch.handlers import OPEN, job_json, job_stream, record_any
+from dispatch.handlers import OPEN, job_json, job_stream, record, record_any
 
 if TYPE_CHECKING:
     from claimdesk.service import Runtime
@@ -58,6 +65,7 @@ async def feed_events(
             await _mark_delivered(rt, surveyor_id, up_to=last)
         else:
             last = last_id
+            await _mark_delivered(rt, surveyor_id, up_to=last)  # the client confirms those
         while True:
             wake.clear()
             async with rt.pool.acquire() as conn:
@@ -90,34 +98,48 @@ async def feed_events(
 
 
 async def _mark_delivered(rt: Runtime, surveyor_id: str, up_to: int) -> None:
-    """Record one JobNotified(stream) per assignment the surveyor's device received."""
-    async with rt.pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            """UPDATE job_feed f SET delivered_at = $3 FROM jobs j
-               WHERE f.surveyor_id = $1 AND f.seq <= $2 AND f.kind = 'assigned'
-                 AND f.delivered_at IS NULL AND j.job_id = f.job_id
-               RETURNING f.job_id, f.attempt, j.case_id, j.surveyor_id AS holder,
-                         j.attempt AS current_attempt""",
-            surveyor_id,
-            up_to,
-            rt.clock.now(),
-        )
-        for r in rows:
-            if r["holder"] != surveyor_id or r["current_attempt"] != r["attempt"]:
-                continue  # moved on meanwhile: this surveyor no longer holds that assignment
-            await record_any(
-                rt,
-                conn,
-                job_stream(r["case_id"]),
-                [
-                    JobNotified(
-                        job_id=r["job_id"],
-                        case_id=r["case_id"],
-                        surveyor_id=surveyor_id,
-                        channel="stream",
-                        outcome="delivered",
-                        detail="sent on the live stream",
-                        attempt=r["attempt"],
-                    )
-                ],
+    """Record one JobNotified(stream) per assignment the surveyor's device received.
+
+    Plain appends first (BEGIN, the mark, the appends, COMMIT); if another writer appended to
+    one of the jobs meanwhile (its SMS or webhook notification, a step), the transaction
+    failed as a whole with nothing sent anywhere, and runs again with each append retried in
+    a savepoint."""
+    try:
+        async with rt.pool.acquire() as conn, conn.transaction():
+            await _marks(rt, conn, surveyor_id, up_to, retrying=False)
+    except ConcurrencyConflict:
+        async with rt.pool.acquire() as conn, conn.transaction():
+            await _marks(rt, conn, surveyor_id, up_to, retrying=True)
+
+
+async def _marks(
+    rt: Runtime, conn: asyncpg.Connection, surveyor_id: str, up_to: int, *, retrying: bool
+) -> None:
+    rows = await conn.fetch(
+        """UPDATE job_feed f SET delivered_at = $3 FROM jobs j
+           WHERE f.surveyor_id = $1 AND f.seq <= $2 AND f.kind = 'assigned'
+             AND f.delivered_at IS NULL AND j.job_id = f.job_id
+           RETURNING f.job_id, f.attempt, j.case_id, j.surveyor_id AS holder,
+                     j.attempt AS current_attempt""",
+        surveyor_id,
+        up_to,
+        rt.clock.now(),
+    )
+    for r in rows:
+        if r["holder"] != surveyor_id or r["current_attempt"] != r["attempt"]:
+            continue  # moved on meanwhile: this surveyor no longer holds that assignment
+        events = [
+            JobNotified(
+                job_id=r["job_id"],
+                case_id=r["case_id"],
+                surveyor_id=surveyor_id,
+                channel="stream",
+                outcome="delivered",
+                detail="sent on the live stream",
+                attempt=r["attempt"],
             )
+        ]
+        if retrying:
+            await record_any(rt, conn, job_stream(r["case_id"]), events)
+        else:
+            await record(rt, conn, job_stream(r["case_id"]), events, ANY)
