@@ -213,6 +213,18 @@ SELECT pg_notify($23, feed.surveyor_id) FROM feed
 """
 
 
+def _assignment(e: SurveyorAssigned | SurveyorReassigned, now: datetime) -> dict[str, Any]:
+    """The assignment as the job's history keeps it: why this surveyor, under which policy."""
+    return {
+        "attempt": e.attempt,
+        "policy_version": e.policy_version,
+        "reason": e.reason,
+        "assigned_by": e.assigned_by,
+        "candidates": [_cand(c) for c in e.candidates],
+        "assigned_at": now.isoformat(),
+    }
+
+
 async def _project_opened_assigned(
     rt: Runtime, conn: asyncpg.Connection, opened_env: Envelope, assigned_env: Envelope
 ) -> None:
@@ -226,14 +238,7 @@ async def _project_opened_assigned(
     assert isinstance(e, SurveyorAssigned)
     now = assigned_env.recorded_at
     feed_now = rt.clock.now()
-    assignment = {
-        "attempt": e.attempt,
-        "policy_version": e.policy_version,
-        "reason": e.reason,
-        "assigned_by": e.assigned_by,
-        "candidates": [_cand(c) for c in e.candidates],
-        "assigned_at": now.isoformat(),
-    }
+    assignment = _assignment(e, now)
     trace_context = current_trace_context()
     extra = {TRACE_KEY: trace_context} if trace_context else {}
     payload = {"job_id": e.job_id, "case_id": e.case_id, "attempt": e.attempt}
@@ -374,14 +379,7 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
             )
         case SurveyorAssigned() | SurveyorReassigned():
             to = e.surveyor_id if isinstance(e, SurveyorAssigned) else e.to_surveyor_id
-            assignment = {
-                "attempt": e.attempt,
-                "policy_version": e.policy_version,
-                "reason": e.reason,
-                "assigned_by": e.assigned_by,
-                "candidates": [_cand(c) for c in e.candidates],
-                "assigned_at": now.isoformat(),
-            }
+            assignment = _assignment(e, now)
             # one statement (all parts see the rows as they were before it)
             info = await conn.fetchrow(
                 """WITH prev AS (SELECT surveyor_id FROM jobs WHERE job_id = $1),
