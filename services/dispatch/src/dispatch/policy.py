@@ -209,21 +209,16 @@ def _costs(
         cos_p2 = math.cos(p2)
     sin, radians, asin, sqrt = math.sin, math.radians, math.asin, math.sqrt
     m1 = mean_today + 1.0
-    if not has_loc:
-        for s in eligible:
-            fairness = (s.assigned_today - mean_today) / m1
-            preferred = s.team in teams or s.surveyor_id in people
-            cost = 0.0 + W_LOAD * s.load + W_FAIRNESS * fairness - (W_PREFERRED if preferred else 0)
-            yield cost, s.surveyor_id, s
-        return
     for s in eligible:
-        # cos(p1) and radians(lat) come precomputed with the view: the same floats
-        a = (
-            sin((p2 - s.lat_rad) / 2) ** 2
-            + s.cos_lat * cos_p2 * sin(radians(lon2 - s.lon) / 2) ** 2
-        )
-        km = 6371.0 * 2 * asin(sqrt(a))
-        travel_cost = km * DETOUR / URBAN_KMH * 60.0 / 30.0 * W_TRAVEL
+        travel_cost = 0.0
+        if has_loc:
+            # cos(p1) and radians(lat) come precomputed with the view: the same floats
+            a = (
+                sin((p2 - s.lat_rad) / 2) ** 2
+                + s.cos_lat * cos_p2 * sin(radians(lon2 - s.lon) / 2) ** 2
+            )
+            km = 6371.0 * 2 * asin(sqrt(a))
+            travel_cost = km * DETOUR / URBAN_KMH * 60.0 / 30.0 * W_TRAVEL
         fairness = (s.assigned_today - mean_today) / m1
         preferred = s.team in teams or s.surveyor_id in people
         cost = (

@@ -302,7 +302,7 @@ def _duplicate_sql(by_report_no: bool, by_plate: bool) -> str:
     """The lookup of an earlier case of the same loss: the same insurer's report number from
     the other channel, else the same plate and a loss time within the window from another
     channel or insurer. Parameters: insurer, channel, then the report number and/or the
-    plate, loss time and window (`_duplicate_args`)."""
+    plate, loss time and window (`_duplicate_query` builds them)."""
     # One index-friendly branch per match kind (a single OR'ed query with "$n IS NOT NULL"
     # guards got a generic plan that scanned the whole table on every post).
     cols = "case_id, insurer_code, channel, data, seq, (data->>'duplicate_of') IS NOT NULL AS dup"
