@@ -10,7 +10,7 @@ from intake.bootstrap import DEFINITION
 from intake.handlers import _register_at_once, _reported, new_case_id
 from intake.schemas import CaseIn
 
-from tests.integration.intake.helpers import add_insurer, bearer, case_body, report_no
+from tests.integration.intake.helpers import add_insurer, add_staff, bearer, case_body, report_no
 
 FUTURE = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
 
@@ -256,3 +256,41 @@ async def test_report_number_alone_is_idempotent(start_service) -> None:  # type
         assert (a.status_code, b.status_code) == (201, 200)
         assert a.json()["case_id"] == b.json()["case_id"]
         assert b.json()["case"]["description"] == body["description"]
+
+
+async def test_the_hand_resolved_route_answers_as_the_contract_says(start_service) -> None:  # type: ignore[no-untyped-def]
+    """`POST /v1/cases` resolves its arguments by hand (its hot path): the same answers as
+    FastAPI's general handling, for every kind of input."""
+    async with start_service(DEFINITION) as svc:
+        key = await add_insurer(svc.client, "PICC")
+        body = case_body()
+        r = await svc.client.post("/v1/cases", json=body, headers=bearer(key))
+        assert r.status_code == 201, r.text
+        assert r.headers["location"] == f"/v1/cases/{r.json()['case_id']}"
+        assert r.headers["content-type"] == "application/json"
+        assert set(r.json()) == {"case_id", "status", "case"}
+        again = await svc.client.post("/v1/cases", json=body, headers=bearer(key))
+        assert again.status_code == 200 and "location" not in again.headers
+        assert again.json() == r.json()
+        # a bad header and bad fields: all of them named at once
+        r = await svc.client.post(
+            "/v1/cases",
+            json=case_body(plate="XX", priority="now"),
+            headers={**bearer(key), "Idempotency-Key": "bad key with spaces"},
+        )
+        assert r.status_code == 422
+        assert {f["field"] for f in r.json()["fields"]} == {"Idempotency-Key", "plate", "priority"}
+        # no body at all; an unknown field; a form instead of JSON
+        r = await svc.client.post("/v1/cases", headers=bearer(key))
+        assert (r.status_code, r.json()["fields"][0]["field"]) == (422, "body")
+        r = await svc.client.post("/v1/cases", json=case_body(colour="red"), headers=bearer(key))
+        assert (r.status_code, r.json()["fields"][0]["field"]) == (422, "colour")
+        r = await svc.client.post("/v1/cases", data={"report_no": "R1234"}, headers=bearer(key))
+        assert r.status_code == 415
+        assert r.json()["error"] == "unsupported_media_type"
+        # authentication comes first, as with FastAPI's dependencies
+        r = await svc.client.post("/v1/cases", json={"plate": "XX"})
+        assert r.status_code == 401
+        agent = await add_staff(svc.client, "A901", "agent")
+        r = await svc.client.post("/v1/cases", json=case_body(), headers=bearer(agent))
+        assert r.status_code == 403

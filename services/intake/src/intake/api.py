@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any
 
 from claimdesk.auth import Principal
+from claimdesk.http import error_body
 from claimdesk.service import Runtime
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import Field, TypeAdapter, ValidationError
 
 from intake import handlers, identity, pages, webhooks
 from intake.documents import checklist
@@ -56,13 +61,12 @@ Desk = Annotated[Principal, Depends(allow("admin", *PHONE_DESK))]
 Reviewer = Annotated[Principal, Depends(allow("admin", "team_lead", "supervisor", "manager"))]
 Resolver = Annotated[Principal, Depends(allow("admin", "supervisor", "manager"))]
 Configurer = Annotated[Principal, Depends(allow("admin", "manager"))]
+IDEM_KEY_RULES: dict[str, Any] = {"min_length": 8, "max_length": 200, "pattern": r"^[\x21-\x7e]+$"}
 IdemKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        min_length=8,
-        max_length=200,
-        pattern=r"^[\x21-\x7e]+$",
+        **IDEM_KEY_RULES,
         description=d(
             "a unique key per intended case; repeats return the first case",
             "幂等键:同一键重复提交返回首次创建的案件",
@@ -121,8 +125,80 @@ hooks = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 # -- cases ----------------------------------------------------------------------------------------
 
 
-@cases.post(
+_CREATED: TypeAdapter[CaseCreated] = TypeAdapter(CaseCreated)
+
+
+def created_response(case: dict[str, Any], created: bool, location: bool = True) -> Response:
+    """201 with the new case (and its Location), or 200 with the first case of a repeat, as
+    `CaseCreated` serialises it."""
+    out = _CREATED.validate_python(
+        {"case_id": case["case_id"], "status": case["status"], "case": case}
+    )
+    headers = {"Location": f"/v1/cases/{case['case_id']}"} if created and location else None
+    return Response(
+        _CREATED.dump_json(out), 201 if created else 200, headers, media_type="application/json"
+    )
+
+
+async def post_case(body: CaseIn, who: Insurer, request: Request, key: IdemKey = None) -> Response:
+    case, created = await handlers.report_case(rt(request), who, body, key)
+    return created_response(case, created)
+
+
+_IDEM_KEY: TypeAdapter[str] = TypeAdapter(Annotated[str, Field(**IDEM_KEY_RULES)])
+_admit_insurer = allow("insurer")
+
+
+async def _post_case(request: Request) -> Response:
+    """`post_case` with its arguments resolved by hand: the same insurer (API key), the same
+    Idempotency-Key rules and the same `CaseIn`, validated straight from the body's bytes, with
+    the same errors (401/403, then 422 naming every bad field). See `_PostCaseRoute`."""
+    who = await _admit_insurer(request)
+    errors: list[dict[str, Any]] = []
+    key = request.headers.get("idempotency-key")
+    if key is not None:
+        try:
+            _IDEM_KEY.validate_python(key)
+        except ValidationError as exc:
+            errors += (
+                {**e, "loc": ("header", "Idempotency-Key", *e["loc"])}
+                for e in exc.errors(include_url=False)
+            )
+    raw = await request.body()
+    body: CaseIn | None = None
+    if not raw:
+        errors.append({"type": "missing", "loc": ("body",), "msg": "Field required", "input": None})
+    else:
+        ctype = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if ctype != "application/json":  # (the edge lets forms through, for other routes)
+            return JSONResponse(
+                error_body("unsupported_media_type", "send Content-Type: application/json"), 415
+            )
+        try:
+            body = CaseIn.model_validate_json(raw)
+        except ValidationError as exc:
+            errors += ({**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False))
+    if errors or body is None:
+        raise RequestValidationError(errors)
+    return await post_case(body, who, request, key)
+
+
+class _PostCaseRoute(APIRoute):
+    """The route of `POST /v1/cases`, intake's hot path: FastAPI's general request handling
+    (body decoded with json.loads then validated as a dict, the dependency tree solved, the
+    returned value validated and serialised again) cost ~0.25 ms per request here; `_post_case`
+    resolves the same arguments and `post_case` answers with a prebuilt Response. The OpenAPI
+    description is FastAPI's own, from `post_case`'s signature and the route's settings."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        return _post_case
+
+
+cases.add_api_route(
     "/cases",
+    post_case,
+    methods=["POST"],
+    route_class_override=_PostCaseRoute,
     status_code=201,
     response_model=CaseCreated,
     summary="Entrust a case (insurer) / 保险公司委托案件",
@@ -143,14 +219,6 @@ hooks = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
         **E422,
     },
 )
-async def post_case(
-    body: CaseIn, who: Insurer, request: Request, response: Response, key: IdemKey = None
-) -> dict[str, Any]:
-    case, created = await handlers.report_case(rt(request), who, body, key)
-    response.status_code = 201 if created else 200
-    if created:
-        response.headers["Location"] = f"/v1/cases/{case['case_id']}"
-    return {"case_id": case["case_id"], "status": case["status"], "case": case}
 
 
 @cases.get(
