@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from claimdesk.events.intake import CaseReported, DocumentRequested
 from intake.bootstrap import DEFINITION
-from intake.handlers import _register_at_once, _reported, new_case_id
+from intake.handlers import _register, _register_at_once, _reported, new_case_id
 from intake.schemas import CaseIn
 
 from tests.integration.intake.helpers import add_insurer, add_staff, bearer, case_body, report_no
@@ -294,3 +294,24 @@ async def test_the_hand_resolved_route_answers_as_the_contract_says(start_servic
         agent = await add_staff(svc.client, "A901", "agent")
         r = await svc.client.post("/v1/cases", json=case_body(), headers=bearer(agent))
         assert r.status_code == 403
+
+
+async def test_a_case_id_drawn_twice_is_drawn_again(start_service) -> None:  # type: ignore[no-untyped-def]
+    """Case ids are the day and 32 random bits: an id drawn a second time (a few ten thousand
+    cases a day make that likely) is replaced by a new one, never a 500 nor a lost case."""
+    async with start_service(DEFINITION) as svc:
+        key = await add_insurer(svc.client, "PICC")
+        first = await svc.client.post("/v1/cases", json=case_body(), headers=bearer(key))
+        taken = first.json()["case_id"]
+        rt = svc.runtime
+        for idem_key in (None, "collide-0001-abcdef"):  # the one-statement and general paths
+            ev = _reported(taken, "PICC", "insurer_api", CaseIn(**case_body(plate="沪C24680")))
+            view, created = await _register(
+                rt, ev, scope="insurer:PICC", idem_key=idem_key, req_hash="h" if idem_key else ""
+            )
+            assert created and view["case_id"] != taken
+            stored = await svc.client.get(f"/v1/cases/{view['case_id']}", headers=bearer(key))
+            assert stored.status_code == 200
+            assert stored.json()["report_no"] == ev.report_no
+        kept = await svc.client.get(f"/v1/cases/{taken}", headers=bearer(key))
+        assert kept.json()["report_no"] == first.json()["case"]["report_no"]

@@ -431,6 +431,9 @@ async def _register_at_once(
     return _new_case_view(state, events, items) if appended else None
 
 
+CASE_ID_ATTEMPTS = 4
+
+
 async def _register(
     rt: Runtime,
     ev: CaseReported,
@@ -440,7 +443,43 @@ async def _register(
     req_hash: str,
 ) -> tuple[dict[str, Any], bool]:
     """Store a new case, or return the first one (`req_hash`: the request's hash, needed only
-    with an `idem_key`)."""
+    with an `idem_key`).
+
+    A case id is the day and 32 random bits: at a few ten thousand cases a day two of them
+    will sometimes draw the same id. The second then finds the id taken (the case row's key,
+    or its stream already begun): nothing of it was written, and it is tried again under a
+    new id."""
+    for attempt in range(CASE_ID_ATTEMPTS):
+        try:
+            return await _register_as(rt, ev, scope=scope, idem_key=idem_key, req_hash=req_hash)
+        except (ConcurrencyConflict, asyncpg.UniqueViolationError):
+            if attempt == CASE_ID_ATTEMPTS - 1 or not await _case_id_taken(rt, ev.case_id):
+                raise
+            ev = ev.model_copy(update={"case_id": new_case_id(rt.clock.now())})
+    raise AssertionError("unreachable")
+
+
+async def _case_id_taken(rt: Runtime, case_id: str) -> bool:
+    async with rt.pool.acquire() as conn:
+        return bool(
+            await conn.fetchval(
+                "SELECT EXISTS (SELECT FROM cases WHERE case_id = $1) "
+                "OR EXISTS (SELECT FROM events WHERE stream_id = $2)",
+                case_id,
+                f"case-{case_id}",
+            )
+        )
+
+
+async def _register_as(
+    rt: Runtime,
+    ev: CaseReported,
+    *,
+    scope: str,
+    idem_key: str | None,
+    req_hash: str,
+) -> tuple[dict[str, Any], bool]:
+    """`_register` under `ev`'s case id."""
     now = rt.clock.now()
     async with rt.pool.acquire() as conn:
         items = await documents.cached_checklist(rt, conn, ev.insurer_code, ev.loss_type)
