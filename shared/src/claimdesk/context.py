@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, replace
 from uuid import UUID
 
@@ -49,6 +49,16 @@ def caused_by(
         yield cause
     finally:
         _current.reset(token)
+
+
+def enter_cause(cause: Cause) -> Token[Cause | None]:
+    """Make `cause` current until `leave_cause(token)`: `caused_by` without a context manager,
+    for the HTTP edge, which runs it once per request."""
+    return _current.set(cause)
+
+
+def leave_cause(token: Token[Cause | None]) -> None:
+    _current.reset(token)
 
 
 def set_actor(actor: str) -> None:

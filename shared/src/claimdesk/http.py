@@ -17,13 +17,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from claimdesk.context import caused_by
+from claimdesk.context import Cause, enter_cause, leave_cause
 from claimdesk.errors import DomainError
 from claimdesk.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from claimdesk.telemetry import extract_context, tracer
+from claimdesk.telemetry import extract_context, spans_observed, tracer, unrecorded_span_context
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class EdgeMiddleware:
         self.app = app
         self.service = service
         self.max_body = max_body
+        self._requests: dict[tuple[str, str, int], Any] = {}
+        self._latency: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -123,22 +126,54 @@ class EdgeMiddleware:
             await send(message)
 
         start = time.perf_counter()
+        cause = enter_cause(Cause(correlation_id=correlation))
+        try:
+            if spans_observed():
+                await self._traced(
+                    scope, receive, send, send_wrapper, carrier=carrier, status=status
+                )
+            else:  # the request's trace context without building a span nobody receives
+                token = otel_context.attach(unrecorded_span_context(carrier))
+                try:
+                    await self._run(scope, receive, send, send_wrapper, status)
+                finally:
+                    otel_context.detach(token)
+        finally:
+            leave_cause(cause)
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self._observe(method, path, status["code"], time.perf_counter() - start)
+
+    async def _run(
+        self, scope: Scope, receive: Receive, send: Send, send_wrapper: Send, status: dict[str, int]
+    ) -> None:
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except _TooLarge:
+            await _reply(send, 413, "too_large", f"request body over {self.max_body} bytes")
+            status["code"] = 413
+
+    async def _traced(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        send_wrapper: Send,
+        *,
+        carrier: dict[str, str],
+        status: dict[str, int],
+    ) -> None:
+        method: str = scope["method"]
         # FastAPI's own telemetry (when on) already opened a server span from the headers
         # around this middleware: nest under it, else a request would be two traces.
         active = trace.get_current_span().get_span_context().is_valid
-        with (
-            tracer().start_as_current_span(
-                f"{method} {scope['path']}",
-                context=None if active else extract_context(carrier),
-                kind=trace.SpanKind.SERVER,
-            ) as span,
-            caused_by(correlation_id=correlation, causation_id=None, actor=None),
-        ):
+        with tracer().start_as_current_span(
+            f"{method} {scope['path']}",
+            context=None if active else extract_context(carrier),
+            kind=trace.SpanKind.SERVER,
+        ) as span:
             try:
-                await self.app(scope, receive, send_wrapper)
-            except _TooLarge:
-                await _reply(send, 413, "too_large", f"request body over {self.max_body} bytes")
-                status["code"] = 413
+                await self._run(scope, receive, send, send_wrapper, status)
             finally:
                 route = scope.get("route")
                 path = getattr(route, "path", None) or "unmatched"
@@ -146,8 +181,20 @@ class EdgeMiddleware:
                 span.set_attribute("http.request.method", method)
                 span.set_attribute("http.route", path)
                 span.set_attribute("http.response.status_code", status["code"])
-                HTTP_REQUESTS.labels(self.service, method, path, str(status["code"])).inc()
-                HTTP_LATENCY.labels(self.service, method, path).observe(time.perf_counter() - start)
+
+    def _observe(self, method: str, path: str, code: int, seconds: float) -> None:
+        """Count and time the request (the labelled series looked up once each)."""
+        counter = self._requests.get((method, path, code))
+        if counter is None:
+            counter = HTTP_REQUESTS.labels(self.service, method, path, str(code))
+            self._requests[(method, path, code)] = counter
+        latency = self._latency.get((method, path))
+        if latency is None:
+            latency = self._latency[(method, path)] = HTTP_LATENCY.labels(
+                self.service, method, path
+            )
+        counter.inc()
+        latency.observe(seconds)
 
 
 class _TooLarge(Exception):

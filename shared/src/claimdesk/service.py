@@ -276,7 +276,9 @@ def build_app(
         # FastAPI's own request and operation spans only where spans go somewhere: its
         # middleware costs a tenth of a millisecond per request even when they are dropped
         # (the edge middleware's span carries the request's trace either way).
-        telemetry={"tracing": spans_observed()},
+        # OpenTelemetry metrics and logs off: metrics are Prometheus (/metrics), logs JSON
+        # lines; left on, FastAPI looks up their (unconfigured) providers on every request.
+        telemetry={"tracing": spans_observed(), "metrics": False, "logs": False},
         title=definition.title,
         description=definition.description,
         version="0.1.0",

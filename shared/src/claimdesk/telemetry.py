@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import random
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     SamplingResult,
 )
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
@@ -153,6 +154,32 @@ def current_trace_context() -> dict[str, str]:
 
 def extract_context(carrier: Mapping[str, str]) -> otel_context.Context:
     return _propagator.extract(dict(carrier))
+
+
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+
+
+def unrecorded_span_context(carrier: Mapping[str, str]) -> otel_context.Context:
+    """A context holding a new span that nothing records, child of the W3C `carrier`'s span
+    (else the first of a new trace): what the SDK tracer makes while no span is observed
+    (`SampleWhenObserved` drops it at birth), without the tracer, sampler and span machinery.
+    Logs, event envelopes and outgoing `traceparent` headers carry its trace as they would."""
+    ctx = _propagator.extract(carrier) if carrier else None
+    parent = trace.get_current_span(ctx).get_span_context() if ctx is not None else None
+    if parent is not None and parent.is_valid:
+        trace_id, state = parent.trace_id, parent.trace_state
+    else:
+        trace_id, state = random.getrandbits(128) or 1, None
+    span = NonRecordingSpan(
+        SpanContext(
+            trace_id,
+            random.getrandbits(64) or 1,
+            is_remote=False,
+            trace_flags=_NOT_SAMPLED,
+            trace_state=state,
+        )
+    )
+    return trace.set_span_in_context(span, ctx)
 
 
 def headers_to_carrier(headers: Any) -> dict[str, str]:
