@@ -315,3 +315,38 @@ async def test_a_case_id_drawn_twice_is_drawn_again(start_service) -> None:  # t
             assert stored.json()["report_no"] == ev.report_no
         kept = await svc.client.get(f"/v1/cases/{taken}", headers=bearer(key))
         assert kept.json()["report_no"] == first.json()["case"]["report_no"]
+
+
+async def test_a_new_case_is_answered_as_case_out_writes_it(start_service) -> None:  # type: ignore[no-untyped-def]
+    """The answer to a new case is dumped from the view built from its events (no response
+    model pass): for every shape of case it equals what `GET` serialises through CaseOut."""
+    async with start_service(DEFINITION) as svc:
+        picc, cpic = await add_insurer(svc.client, "PICC"), await add_insurer(svc.client, "CPIC")
+        minimal = {
+            k: v
+            for k, v in case_body().items()
+            if k in ("report_no", "plate", "loss_type", "loss_time", "loss_address")
+        }
+        bodies = [
+            (picc, case_body()),
+            (picc, minimal),
+            (
+                picc,
+                case_body(
+                    survey_place="repair_shop", repair_shop="上海永达汽修", priority="urgent"
+                ),
+            ),
+            (picc, case_body(plate=None, loss_type="property", loss_lat=None, loss_lon=None)),
+            (picc, case_body(plate="沪AD12345", vehicle_model="比亚迪 汉", region="上海市徐汇区")),
+            (picc, case_body(loss_time="2026-11-20T08:30:00.5+08:00", injuries=True)),
+            (picc, case_body(plate="沪E13579")),
+            (cpic, case_body(plate="沪E13579")),  # the same loss from another insurer: linked
+        ]
+        for key, body in bodies:
+            r = await svc.client.post("/v1/cases", json=body, headers=bearer(key))
+            assert r.status_code == 201, r.text
+            out = r.json()
+            stored = await svc.client.get(f"/v1/cases/{out['case_id']}", headers=bearer(key))
+            assert out["case"] == stored.json(), body
+            assert (out["case_id"], out["status"]) == (out["case"]["case_id"], "reported")
+        assert out["case"]["duplicate_of"] is not None

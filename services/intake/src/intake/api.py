@@ -6,6 +6,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any
 
+import orjson
 from claimdesk.auth import Principal
 from claimdesk.http import error_body
 from claimdesk.service import Runtime
@@ -128,16 +129,23 @@ hooks = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 _CREATED: TypeAdapter[CaseCreated] = TypeAdapter(CaseCreated)
 
 
+_CASE_DEFAULTS = {
+    name: field.default for name, field in CaseOut.model_fields.items() if not field.is_required()
+}
+
+
 def created_response(case: dict[str, Any], created: bool, location: bool = True) -> Response:
     """201 with the new case (and its Location), or 200 with the first case of a repeat, as
-    `CaseCreated` serialises it."""
-    out = _CREATED.validate_python(
-        {"case_id": case["case_id"], "status": case["status"], "case": case}
-    )
+    `CaseCreated` serialises it: a `NewCase` holds its values in that form already and is
+    dumped as it is, with CaseOut's defaults for what it lacks; any other view is validated
+    and serialised by CaseCreated."""
+    head = {"case_id": case["case_id"], "status": case["status"]}
+    if isinstance(case, handlers.NewCase):
+        content = orjson.dumps({**head, "case": {**_CASE_DEFAULTS, **case}})
+    else:
+        content = _CREATED.dump_json(_CREATED.validate_python({**head, "case": case}))
     headers = {"Location": f"/v1/cases/{case['case_id']}"} if created and location else None
-    return Response(
-        _CREATED.dump_json(out), 201 if created else 200, headers, media_type="application/json"
-    )
+    return Response(content, 201 if created else 200, headers, media_type="application/json")
 
 
 async def post_case(body: CaseIn, who: Insurer, request: Request, key: IdemKey = None) -> Response:

@@ -522,12 +522,34 @@ async def _register_as(
     return _new_case_view(state, events, items), True
 
 
-def _new_case_view(state: CaseState, events: list[Event], items: list[Any]) -> dict[str, Any]:
+class NewCase(dict[str, Any]):
+    """The view of a case built from the events just stored: only fields of `CaseOut`, each
+    value already as `CaseOut` writes it in JSON (what `evolve` makes: the event's JSON form,
+    times in pydantic's format), so the edge may dump it as it is. A view read back from the
+    database is a plain dict and goes through `CaseOut`."""
+
+
+def _json_time(value: str) -> str:
+    """An `isoformat()` time as pydantic writes it (UTC as `Z`)."""
+    return value[:-6] + "Z" if value.endswith("+00:00") else value
+
+
+def _new_case_view(state: CaseState, events: list[Event], items: list[Any]) -> NewCase:
     docs = [
-        {"code": i["code"], "name": i["name"], "received": False, "received_at": None}
+        {
+            "code": i["code"],
+            "name": i["name"],
+            "received": False,
+            "received_at": None,
+            "received_by": None,
+        }
         for i in items
     ]
-    view = {**state, "version": len(events), "documents": docs}
+    view = NewCase(state)
+    view["reported_at"] = _json_time(view["reported_at"])
+    view["updated_at"] = _json_time(view["updated_at"])
+    view["version"] = len(events)
+    view["documents"] = docs
     view["missing_documents"] = [i["code"] for i in items]
     return view
 
@@ -583,10 +605,22 @@ async def _record_discrepancies(
         )
 
 
+_NOT_REPORTED = ("insurer_code", "caller_name", "caller_phone")
+
+
 def _reported(
-    case_id: str, insurer_code: str, channel: str, f: CaseFields, **extra: Any
+    case_id: str,
+    insurer_code: str,
+    channel: str,
+    f: CaseFields,
+    fields: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> CaseReported:
-    data = f.model_dump(exclude={"insurer_code", "caller_name", "caller_phone"})
+    """The event of a new case from its validated fields (`fields`: `f.model_dump()`, when
+    the caller has it already)."""
+    data = dict(fields) if fields is not None else f.model_dump()
+    for name in _NOT_REPORTED:
+        data.pop(name, None)
     data["region"] = f.region or derive_region(f.loss_address, f.loss_lat, f.loss_lon)
     data.update(extra)
     return CaseReported(case_id=case_id, insurer_code=insurer_code, channel=channel, **data)
@@ -598,10 +632,11 @@ async def report_case(
     """An insurer's post (委托案件): 201 when new, the first case when repeated."""
     assert who.insurer_code is not None
     now = rt.clock.now()
-    errs = case_errors(body.model_dump(), now, isettings(rt).loss_time_skew_s)
+    fields = body.model_dump()
+    errs = case_errors(fields, now, isettings(rt).loss_time_skew_s)
     if errs:
         raise invalid(errs)
-    ev = _reported(new_case_id(now), who.insurer_code, "insurer_api", body)
+    ev = _reported(new_case_id(now), who.insurer_code, "insurer_api", body, fields)
     out = await _register(
         rt,
         ev,
