@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from uuid import UUID
 
 
@@ -63,4 +63,5 @@ def leave_cause(token: Token[Cause | None]) -> None:
 
 def set_actor(actor: str) -> None:
     """Name who acts for the rest of the current request or handler."""
-    _current.set(replace(current_cause(), actor=actor))
+    cause = current_cause()
+    _current.set(Cause(cause.correlation_id, cause.causation_id, actor))
