@@ -56,13 +56,21 @@ def new_event_id() -> uuid.UUID:
 
 
 class ConcurrencyConflict(Exception):
-    """The stream was not at the expected version: someone else appended first."""
+    """The stream was not at the expected version: someone else appended first.
 
-    def __init__(self, stream_id: str, expected: int, actual: int | None = None) -> None:
+    `aborted`: the failing statement raised inside Postgres, so an enclosing transaction is
+    aborted (only a savepoint or a new transaction can go on). A one-event append that lost a
+    race to a concurrent writer is refused without an error (`aborted` False): the caller's
+    transaction stays usable, and an append at the stream's end (ANY) can simply run again."""
+
+    def __init__(
+        self, stream_id: str, expected: int, actual: int | None = None, *, aborted: bool = True
+    ) -> None:
         super().__init__(f"stream {stream_id}: expected version {expected}, found {actual}")
         self.stream_id = stream_id
         self.expected = expected
         self.actual = actual
+        self.aborted = aborted
 
 
 class Position(NamedTuple):
@@ -122,6 +130,9 @@ _APPEND_ONE = """base AS (
                         actor, key, trace_context, payload)
     SELECT $1, base.actual + 1, $4, $5, $6, $7, $3, $10, $11, $12, $13, $8, $14, $9::text::json
     FROM base WHERE ($2::int < 0 OR base.actual = $2::int){guard}
+    -- a concurrent writer took that sequence: nothing is written, and no error aborts the
+    -- caller's transaction (the append reports the conflict; see ConcurrencyConflict.aborted)
+    ON CONFLICT (stream_id, sequence) DO NOTHING
     RETURNING global_position, sequence
 ), ob AS (
     INSERT INTO outbox (first_position, last_position, events)
@@ -130,14 +141,18 @@ _APPEND_ONE = """base AS (
 
 
 @functools.lru_cache(maxsize=64)
-def _append_sql(one: bool, before: str = "", guard: str = "", select: str = "") -> str:
+def _append_sql(
+    one: bool, before: str = "", guard: str = "", select: str = "", strict: bool = False
+) -> str:
     """The append statement, optionally after a caller's own CTEs (`before`, parameters
     numbered from $1 and shifted past the append's) and guarded by one of them (`guard`: the
     events are written only if that CTE returned a row), with extra output columns.
 
     Guarded, a version conflict fails the whole statement (`stream_conflict`, core migration
     4): the caller's writes in `before` happen whether or not the events are appended, and
-    must not outlive a refused append."""
+    must not outlive a refused append. `strict`: any append not made (a stale version, a
+    guard that returned nothing) fails the statement, so that its caller need not read the
+    result (`EventStore.append_prepared`)."""
     ctes = (_APPEND_ONE if one else _APPEND_MANY).format(
         guard=f" AND EXISTS (SELECT FROM {guard})" if guard else ""
     )
@@ -145,9 +160,10 @@ def _append_sql(one: bool, before: str = "", guard: str = "", select: str = "") 
         ctes = f"{shift_params(before, _APPEND_PARAMS)},\n{ctes}"
     first = "(SELECT sequence FROM ins)" if one else "(SELECT min(sequence) FROM ins)"
     extra = f", {shift_params(select, _APPEND_PARAMS)}" if select else ""
-    if guard:
+    if guard or strict:
+        when = "" if strict else f"EXISTS (SELECT FROM {guard}) AND "
         extra += (
-            f", CASE WHEN EXISTS (SELECT FROM {guard}) AND NOT EXISTS (SELECT FROM ins) "
+            f", CASE WHEN {when}NOT EXISTS (SELECT FROM ins) "
             "THEN stream_conflict($1, (SELECT actual FROM base)) END AS conflict"
         )
     return (
@@ -260,6 +276,16 @@ def wire_message(row: asyncpg.Record) -> tuple[bytes, bytes, list[tuple[str, byt
     return row["key"].encode(), value, headers
 
 
+@dataclass(frozen=True)
+class PreparedAppend:
+    """An append made ready in its caller's context (cause, trace) and run later, with others,
+    by `EventStore.append_prepared`; `envelopes` are what it appends."""
+
+    sql: str
+    args: tuple[Any, ...]
+    envelopes: list[Envelope]
+
+
 class EventStore:
     """One service's event store. Connections come from a pool bound to the service's schema."""
 
@@ -300,6 +326,7 @@ class EventStore:
         args: Sequence[Any],
         guard: str,
         select: str = "",
+        recorded_at: datetime | None = None,
     ) -> tuple[asyncpg.Record, list[Envelope]]:
         """Append in one statement with the caller's own writes, without a transaction block.
 
@@ -311,6 +338,7 @@ class EventStore:
         `expected_version` raises ConcurrencyConflict and fails the whole statement, the
         caller's writes with it. One round trip instead of BEGIN, the caller's statements, the
         append and COMMIT; all CTEs see one snapshot, so `before` must not read what it writes.
+        `recorded_at` (default: the store's clock now) lets `args` carry the same instant.
         """
         assert events
         return await self._append(
@@ -320,7 +348,55 @@ class EventStore:
             expected_version,
             spliced=(before, guard, select),
             extra_args=args,
+            recorded_at=recorded_at,
         )
+
+    def prepare_with(
+        self,
+        stream_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        before: str,
+        args: Sequence[Any],
+        guard: str,
+        recorded_at: datetime | None = None,
+    ) -> PreparedAppend:
+        """`append_with`'s statement, to run later with others in one round trip
+        (`append_prepared`). The version must be exact (a new stream: 0), and the append must
+        happen: a stale version or a guard that returned nothing fails the statement."""
+        if expected_version < 0 or not events:
+            raise ValueError("a prepared append needs events and an exact expected version")
+        sql, params, build = self._statement(
+            stream_id,
+            events,
+            expected_version,
+            spliced=(before, guard, ""),
+            extra_args=args,
+            recorded_at=recorded_at,
+            strict=True,
+        )
+        return PreparedAppend(sql, params, build(expected_version + 1))
+
+    async def append_prepared(
+        self, conn: asyncpg.Connection, batch: Sequence[PreparedAppend]
+    ) -> None:
+        """Run prepared appends, one round trip per statement text (asyncpg's executemany
+        sends every execution before it waits), all or none: a conflict in any raises
+        ConcurrencyConflict and aborts the caller's transaction."""
+        groups: dict[str, list[tuple[Any, ...]]] = {}
+        for p in batch:
+            groups.setdefault(p.sql, []).append(p.args)
+        try:
+            for sql, rows in groups.items():
+                await conn.executemany(sql, rows)
+        except asyncpg.UniqueViolationError as exc:
+            raise ConcurrencyConflict("(batch)", 0) from exc
+        except asyncpg.SerializationError as exc:
+            if "stream version conflict" not in str(exc):
+                raise
+            raise ConcurrencyConflict("(batch)", 0) from exc
+        EVENTS_APPENDED.labels(self.producer).inc(sum(len(p.envelopes) for p in batch))
 
     async def _append(
         self,
@@ -332,8 +408,49 @@ class EventStore:
         occurred_at: datetime | None = None,
         spliced: tuple[str, str, str] = ("", "", ""),
         extra_args: Sequence[Any] = (),
+        recorded_at: datetime | None = None,
     ) -> tuple[asyncpg.Record, list[Envelope]]:
-        now = self.clock.now()
+        sql, params, build = self._statement(
+            stream_id,
+            events,
+            expected_version,
+            occurred_at=occurred_at,
+            spliced=spliced,
+            extra_args=extra_args,
+            recorded_at=recorded_at,
+        )
+        try:
+            row = await conn.fetchrow(sql, *params)
+        except asyncpg.UniqueViolationError as exc:
+            raise ConcurrencyConflict(stream_id, expected_version) from exc
+        except asyncpg.SerializationError as exc:
+            if "stream version conflict" not in str(exc):
+                raise
+            raise ConcurrencyConflict(stream_id, expected_version) from exc
+        assert row is not None
+        first = row["first_sequence"]
+        if first is None:
+            if spliced[1]:  # held back by the caller's guard (a conflict raised above)
+                return row, []
+            raise ConcurrencyConflict(stream_id, expected_version, row["actual"], aborted=False)
+        EVENTS_APPENDED.labels(self.producer).inc(len(events))
+        return row, build(first)
+
+    def _statement(
+        self,
+        stream_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        occurred_at: datetime | None = None,
+        spliced: tuple[str, str, str] = ("", "", ""),
+        extra_args: Sequence[Any] = (),
+        recorded_at: datetime | None = None,
+        strict: bool = False,
+    ) -> tuple[str, tuple[Any, ...], Callable[[int], list[Envelope]]]:
+        """The append statement, its parameters (cause and trace read now, from the caller's
+        context), and how to build the envelopes once the first sequence is known."""
+        now = recorded_at or self.clock.now()
         cause = current_cause()
         trace = current_trace_context()
         ids = [new_event_id() for _ in events]
@@ -347,56 +464,44 @@ class EventStore:
             trace or None,
         )
         one = len(events) == 1
-        sql = _append_sql(one, *spliced)
-        try:
-            if one:
-                e = events[0]
-                row = await conn.fetchrow(
-                    sql, stream_id, expected_version, now, ids[0], e.event_type,
-                    e.schema_version, occurred, keys[0], e.model_dump_json(), *common,
-                    *extra_args,
-                )  # fmt: skip
-            else:
-                row = await conn.fetchrow(
-                    sql, stream_id, expected_version, now, ids,
-                    [e.event_type for e in events], [e.schema_version for e in events],
-                    [occurred] * len(events), keys, [e.model_dump_json() for e in events],
-                    *common, *extra_args,
-                )  # fmt: skip
-        except asyncpg.UniqueViolationError as exc:
-            raise ConcurrencyConflict(stream_id, expected_version) from exc
-        except asyncpg.SerializationError as exc:
-            if "stream version conflict" not in str(exc):
-                raise
-            raise ConcurrencyConflict(stream_id, expected_version) from exc
-        assert row is not None
-        first = row["first_sequence"]
-        if first is None:
-            if spliced[1]:  # held back by the caller's guard (a conflict raised above)
-                return row, []
-            raise ConcurrencyConflict(stream_id, expected_version, row["actual"])
-        EVENTS_APPENDED.labels(self.producer).inc(len(events))
-        return row, [  # built from values typed here: no re-validation
-            _trusted_envelope(
-                {
-                    "event_id": ids[i],
-                    "event_type": e.event_type,
-                    "schema_version": e.schema_version,
-                    "stream_id": stream_id,
-                    "sequence": first + i,
-                    "occurred_at": occurred,
-                    "recorded_at": now,
-                    "producer": self.producer,
-                    "correlation_id": cause.correlation_id,
-                    "causation_id": cause.causation_id,
-                    "actor": cause.actor,
-                    "key": keys[i],
-                    "trace_context": trace,
-                    "payload": e,
-                }
-            )
-            for i, e in enumerate(events)
-        ]
+        sql = _append_sql(one, *spliced, strict)
+        if one:
+            e = events[0]
+            params: tuple[Any, ...] = (
+                stream_id, expected_version, now, ids[0], e.event_type, e.schema_version,
+                occurred, keys[0], e.model_dump_json(), *common, *extra_args,
+            )  # fmt: skip
+        else:
+            params = (
+                stream_id, expected_version, now, ids, [e.event_type for e in events],
+                [e.schema_version for e in events], [occurred] * len(events), keys,
+                [e.model_dump_json() for e in events], *common, *extra_args,
+            )  # fmt: skip
+
+        def build(first: int) -> list[Envelope]:
+            return [  # built from values typed here: no re-validation
+                _trusted_envelope(
+                    {
+                        "event_id": ids[i],
+                        "event_type": e.event_type,
+                        "schema_version": e.schema_version,
+                        "stream_id": stream_id,
+                        "sequence": first + i,
+                        "occurred_at": occurred,
+                        "recorded_at": now,
+                        "producer": self.producer,
+                        "correlation_id": cause.correlation_id,
+                        "causation_id": cause.causation_id,
+                        "actor": cause.actor,
+                        "key": keys[i],
+                        "trace_context": trace,
+                        "payload": e,
+                    }
+                )
+                for i, e in enumerate(events)
+            ]
+
+        return sql, params, build
 
     async def read_stream(
         self, conn: asyncpg.Connection, stream_id: str, after_sequence: int = 0

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from claimdesk.db import CORE_MIGRATIONS, create_pool, migrate
 from claimdesk.events.intake import CaseReported
-from claimdesk.eventstore import ANY, START, ConcurrencyConflict
+from claimdesk.eventstore import ANY, START, ConcurrencyConflict, PreparedAppend
 from claimdesk.settings import Settings
 
 from tests.support import case_reported, corrected, store_in_schema
@@ -106,6 +106,62 @@ async def test_concurrent_appends_to_one_stream_one_wins(settings: Settings) -> 
         assert results.count(True) == 1
         async with pool.acquire() as conn:
             assert await store.stream_version(conn, "s") == 2
+
+
+async def test_a_lost_race_leaves_the_transaction_usable(settings: Settings) -> None:
+    """A one-event append whose sequence a concurrent writer took meanwhile is refused without
+    an error inside Postgres (`aborted` False): the loser's transaction goes on, and an
+    append at the stream's end then lands after the winner's event."""
+    async with store_in_schema(settings) as (pool, store), pool.acquire() as a, pool.acquire() as b:
+        await store.append(a, "s", [corrected("s", 0)], 0)
+        tx_a, tx_b = a.transaction(), b.transaction()
+        await tx_a.start()
+        await tx_b.start()
+        await store.append(a, "s", [corrected("s", 1)], ANY)  # takes sequence 2
+        await b.execute("CREATE TEMP TABLE mine AS SELECT 1 AS x")  # the loser's own write
+        loser = asyncio.create_task(store.append(b, "s", [corrected("s", 2)], ANY))
+        await asyncio.sleep(0.2)  # b waits for a's row
+        assert not loser.done()
+        await tx_a.commit()
+        with pytest.raises(ConcurrencyConflict) as info:
+            await loser
+        assert info.value.aborted is False
+        envs = await store.append(b, "s", [corrected("s", 2)], ANY)  # same transaction
+        await tx_b.commit()
+        assert envs[0].sequence == 3
+        assert await b.fetchval("SELECT count(*) FROM mine") == 1  # b's write stood
+        assert await store.stream_version(b, "s") == 3
+        assert await b.fetchval("SELECT sum(events) FROM outbox") == 3
+
+
+async def test_prepared_appends_run_together_all_or_none(settings: Settings) -> None:
+    """Appends prepared one by one run in one round trip per statement text, with the
+    caller's CTEs; one stale version fails them all, nothing half-written."""
+    claim = "mine AS (INSERT INTO claimed (name) VALUES ($1) RETURNING name)"
+    async with store_in_schema(settings) as (pool, store), pool.acquire() as conn:
+        await conn.execute("CREATE TABLE claimed (name text PRIMARY KEY)")
+
+        def prepared(stream: str, expected: int, n: int = 2) -> PreparedAppend:
+            return store.prepare_with(
+                stream, [corrected(stream, i) for i in range(n)], expected,
+                before=claim, args=[stream], guard="mine",
+            )  # fmt: skip
+
+        batch = [prepared("a", 0), prepared("b", 0), prepared("c", 0, 1)]
+        async with conn.transaction():
+            await store.append_prepared(conn, batch)
+        assert [e.sequence for e in batch[0].envelopes] == [1, 2]
+        for stream, version in (("a", 2), ("b", 2), ("c", 1)):
+            assert await store.stream_version(conn, stream) == version
+        assert await conn.fetchval("SELECT count(*) FROM claimed") == 3
+        assert await conn.fetchval("SELECT sum(events) FROM outbox") == 5
+        with pytest.raises(ConcurrencyConflict):
+            async with conn.transaction():
+                await store.append_prepared(conn, [prepared("d", 0), prepared("a", 0)])
+        assert await store.stream_version(conn, "d") == 0
+        assert await conn.fetchval("SELECT count(*) FROM claimed") == 3
+        with pytest.raises(ValueError, match="exact expected version"):
+            prepared("e", ANY)
 
 
 async def test_any_version_appends_at_the_end(settings: Settings) -> None:

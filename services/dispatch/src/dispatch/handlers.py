@@ -45,7 +45,7 @@ from claimdesk.events.dispatch import (
     SurveyorShiftStarted,
 )
 from claimdesk.events.intake import CaseCancelled, CaseDetailsCorrected, CaseReported
-from claimdesk.eventstore import ANY, ConcurrencyConflict
+from claimdesk.eventstore import ANY, ConcurrencyConflict, PreparedAppend
 from claimdesk.telemetry import current_trace_context, extract_context, tracer
 from claimdesk.timers import TRACE_KEY, Timer, cancel, schedule, schedule_many
 
@@ -97,17 +97,19 @@ async def record(
     *,
     occurred_at: datetime | None = None,
 ) -> list[Envelope]:
+    if (
+        len(events) == 2
+        and isinstance(events[0], JobOpened)
+        and isinstance(events[1], SurveyorAssigned)
+        and occurred_at is None
+    ):
+        # a new case's job, assigned at once: the path every case takes, in one statement
+        prepared = _prepare_opened_assigned(rt, stream, events[0], events[1], expected)
+        await rt.store.append_prepared(conn, [prepared])
+        return prepared.envelopes
     envs: list[Envelope] = await rt.store.append(
         conn, stream, events, expected, occurred_at=occurred_at
     )
-    if (
-        len(envs) == 2
-        and isinstance(envs[0].payload, JobOpened)
-        and isinstance(envs[1].payload, SurveyorAssigned)
-    ):
-        # a new case's job, assigned at once: the path every case takes, in one statement
-        await _project_opened_assigned(rt, conn, envs[0], envs[1])
-        return envs
     for env in envs:
         await project(rt, conn, env)
     return envs
@@ -116,14 +118,23 @@ async def record(
 async def record_any(
     rt: Runtime, conn: asyncpg.Connection, stream: str, events: Sequence[Event]
 ) -> None:
-    """Append at the stream's end, retrying in a savepoint if someone appended meanwhile."""
+    """Append at the stream's end, again if someone appended meanwhile.
+
+    One event (a notification, the common case): a lost race leaves the transaction intact
+    (`ConcurrencyConflict.aborted`), and the next statement sees the other writer's committed
+    event, so it just runs again. Several: in a savepoint, undone before the next try."""
     for attempt in range(6):
         try:
-            async with conn.transaction():
+            if len(events) == 1:
                 await record(rt, conn, stream, events, ANY)
+            else:
+                async with conn.transaction():
+                    await record(rt, conn, stream, events, ANY)
             return
-        except ConcurrencyConflict:
-            await asyncio.sleep(0.005 * (attempt + 1))
+        except ConcurrencyConflict as exc:
+            if len(events) == 1 and exc.aborted:
+                raise
+            await asyncio.sleep(0.005 * attempt)
     raise Conflict(f"stream {stream} is too busy; try again")
 
 
@@ -167,10 +178,14 @@ async def _feed(  # noqa: PLR0917
     )
 
 
+# What `project` writes for a new job assigned at once, as CTEs to splice before its append
+# (`EventStore.append_with`, guarded by `j`): $1-$14 the job, $15 now, $16-$19 the
+# assignment, $20-$21 open statuses and the local day's start, $22 the feed channel,
+# $23-$28 the timers.
 _OPENED_ASSIGNED_SQL = """
-WITH s AS (SELECT team, EXISTS (SELECT 1 FROM team_webhooks w WHERE w.team = surveyors.team)
+s AS (SELECT team, EXISTS (SELECT 1 FROM team_webhooks w WHERE w.team = surveyors.team)
                   AS hook
-           FROM surveyors WHERE surveyor_id = $16),
+      FROM surveyors WHERE surveyor_id = $16),
 j AS (
     INSERT INTO jobs (job_id, case_id, status, insurer_code, priority, plate, loss_type,
                       loss_address, loss_lat, loss_lon, region, required_skills, contact_name,
@@ -178,6 +193,7 @@ j AS (
                       attempt, ack_due_at, assignment)
     VALUES ($1, $2, 'assigned', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15,
             $16, (SELECT team FROM s), $17, $18, $19)
+    RETURNING job_id
 ),
 a AS (INSERT INTO assignments (job_id, attempt, surveyor_id, assigned_at)
       VALUES ($1, $17, $16, $15) ON CONFLICT DO NOTHING),
@@ -187,30 +203,29 @@ upd AS (
     -- visible to it, hence the + 1s
     UPDATE surveyors SET
         open_jobs = 1 + (SELECT count(*) FROM jobs
-                         WHERE surveyor_id = $16 AND status = ANY($21::text[])),
+                         WHERE surveyor_id = $16 AND status = ANY($20::text[])),
         assigned_today = 1 + (SELECT count(*) FROM assignments
-                              WHERE surveyor_id = $16 AND assigned_at >= $22),
-        today_start = $22
+                              WHERE surveyor_id = $16 AND assigned_at >= $21),
+        today_start = $21
     WHERE surveyor_id = $16
     RETURNING surveyor_id
 ),
 feed AS (
+    -- the notification is delivered after commit, to this process's hub and any other's
     INSERT INTO job_feed (surveyor_id, job_id, kind, attempt, at)
-    SELECT upd.surveyor_id, $1, 'assigned', $17, $20 FROM upd
-    RETURNING surveyor_id
+    SELECT upd.surveyor_id, $1, 'assigned', $17, $15 FROM upd
+    RETURNING pg_notify($22, surveyor_id)
 ),
 t AS (
     INSERT INTO timers (timer_id, kind, due_at, payload)
-    SELECT * FROM unnest($24::text[], $25::text[], $26::timestamptz[], $27::text[]::jsonb[])
+    SELECT * FROM unnest($23::text[], $24::text[], $25::timestamptz[], $26::text[]::jsonb[])
     UNION ALL
-    SELECT $28, 'notify_webhook', $15, $29::text::jsonb || jsonb_build_object('team', s.team)
+    SELECT $27, 'notify_webhook', $15, $28::text::jsonb || jsonb_build_object('team', s.team)
     FROM s WHERE s.hook
     ON CONFLICT (timer_id) DO UPDATE
       SET kind = EXCLUDED.kind, due_at = EXCLUDED.due_at, payload = EXCLUDED.payload,
           fired_at = NULL, attempts = 0, last_error = NULL
-)
-SELECT pg_notify($23, feed.surveyor_id) FROM feed
-"""
+)"""
 
 
 def _assignment(e: SurveyorAssigned | SurveyorReassigned, now: datetime) -> dict[str, Any]:
@@ -225,55 +240,57 @@ def _assignment(e: SurveyorAssigned | SurveyorReassigned, now: datetime) -> dict
     }
 
 
-async def _project_opened_assigned(
-    rt: Runtime, conn: asyncpg.Connection, opened_env: Envelope, assigned_env: Envelope
-) -> None:
-    """`project` of JobOpened then SurveyorAssigned (a new job, no previous surveyor, no ack
-    timer to cancel) in one round trip: the job row, the assignment, the surveyor's load,
-    the feed row with its after-commit notification, and the ack, SMS (and, when the team
-    has a webhook, webhook) timers, as `schedule_many` writes them."""
-    o = opened_env.payload
-    e = assigned_env.payload
-    assert isinstance(o, JobOpened)
-    assert isinstance(e, SurveyorAssigned)
-    now = assigned_env.recorded_at
-    feed_now = rt.clock.now()
+def _prepare_opened_assigned(
+    rt: Runtime, stream: str, o: JobOpened, e: SurveyorAssigned, expected: int
+) -> PreparedAppend:
+    """The append of JobOpened and SurveyorAssigned with what `project` does for them (a new
+    job, no previous surveyor, no ack timer to cancel), as one statement: the job row, the
+    assignment, the surveyor's load, the feed row with its after-commit notification, and the
+    ack, SMS (and, when the team has a webhook, webhook) timers, as `schedule_many` writes
+    them. A stream that is not at `expected` fails the statement as a whole."""
+    now = rt.clock.now()
     assignment = _assignment(e, now)
     trace_context = current_trace_context()
     extra = {TRACE_KEY: trace_context} if trace_context else {}
     payload = {"job_id": e.job_id, "case_id": e.case_id, "attempt": e.attempt}
     notify = {**payload, "surveyor_id": e.surveyor_id, "try": 1}
-    await conn.execute(
-        _OPENED_ASSIGNED_SQL,
-        o.job_id,
-        o.case_id,
-        o.insurer_code,
-        o.priority,
-        o.plate,
-        o.loss_type,
-        o.loss_address,
-        o.loss_lat,
-        o.loss_lon,
-        o.region,
-        o.required_skills,
-        o.contact_name,
-        o.contact_phone,
-        o.description,
-        now,
-        e.surveyor_id,
-        e.attempt,
-        e.ack_due_at,
-        assignment,
-        feed_now,
-        OPEN,
-        local_day_start(feed_now),
-        feed_channel(rt.schema),
-        [f"ack:{e.job_id}:{e.attempt}", f"sms:{e.job_id}:{e.attempt}"],
-        ["ack_timeout", "notify_sms"],
-        [e.ack_due_at, now],
-        [json.dumps({**payload, **extra}), json.dumps({**notify, **extra})],
-        f"webhook:{e.job_id}:{e.attempt}",
-        json.dumps({**notify, **extra}),
+    return rt.store.prepare_with(
+        stream,
+        [o, e],
+        expected,
+        before=_OPENED_ASSIGNED_SQL,
+        args=[
+            o.job_id,
+            o.case_id,
+            o.insurer_code,
+            o.priority,
+            o.plate,
+            o.loss_type,
+            o.loss_address,
+            o.loss_lat,
+            o.loss_lon,
+            o.region,
+            o.required_skills,
+            o.contact_name,
+            o.contact_phone,
+            o.description,
+            now,
+            e.surveyor_id,
+            e.attempt,
+            e.ack_due_at,
+            assignment,
+            OPEN,
+            local_day_start(now),
+            feed_channel(rt.schema),
+            [f"ack:{e.job_id}:{e.attempt}", f"sms:{e.job_id}:{e.attempt}"],
+            ["ack_timeout", "notify_sms"],
+            [e.ack_due_at, now],
+            [json.dumps({**payload, **extra}), json.dumps({**notify, **extra})],
+            f"webhook:{e.job_id}:{e.attempt}",
+            json.dumps({**notify, **extra}),
+        ],
+        guard="j",
+        recorded_at=now,
     )
 
 
@@ -628,11 +645,28 @@ async def assignment_events(
     roster: list[policy.SurveyorView] | None = None,
 ) -> list[Event]:
     """Run the policy for the next attempt: an assignment, or the dispatcher queue."""
-    ds = dsettings(rt)
     ctx = ctx or await load_context(rt, conn, facts.insurer_code)
-    prefs = ctx.prefs
     if roster is None:
         roster = await roster_cache(rt).load(conn, now)
+    return decide_assignment(
+        rt, state, facts, now, why=why, previous=previous, ctx=ctx, roster=roster
+    )
+
+
+def decide_assignment(
+    rt: Runtime,
+    state: domain.JobState,
+    facts: policy.JobFacts,
+    now: datetime,
+    *,
+    why: str,
+    previous: str | None,
+    ctx: DecisionContext,
+    roster: list[policy.SurveyorView],
+) -> list[Event]:
+    """`assignment_events` with its context and roster at hand (no I/O)."""
+    ds = dsettings(rt)
+    prefs = ctx.prefs
     decision = policy.choose(facts, roster, now, prefs, exclude=frozenset(state.tried))
     common = {"job_id": state.job_id, "case_id": state.case_id}
     if state.attempt >= ds.max_attempts:
@@ -766,9 +800,11 @@ async def cases_reported(
 ) -> int:
     """Open each case's job and assign it, in order, one decision after the other as if each
     were alone: one lock and one read of the roster (with the insurers' preferences, the
-    deadlines and which cases have a job) for all of them, then per case its append and its
-    projection. `envs` (the cases' envelopes, from a consumer batch): each case's events
-    are caused by its own. Returns how many jobs were opened (a case with a job is skipped)."""
+    deadlines and which cases have a job) for all of them, then the decisions, and then every
+    new job assigned at once (the common case) written in one round trip
+    (`EventStore.append_prepared`). `envs` (the cases' envelopes, from a consumer batch): each
+    case's events are caused by its own. Returns how many jobs were opened (a case with a job
+    is skipped)."""
     await assign_lock(conn)  # its own statement: what follows must see rows committed meanwhile
     now = rt.clock.now()
     roster, head = await roster_cache(rt).load_with(
@@ -778,24 +814,31 @@ async def cases_reported(
     prefs = {p["insurer_code"]: p for p in head["prefs"] or ()}
     where = {v.surveyor_id: i for i, v in enumerate(roster)}
     opened_jobs = 0
+    batch: list[PreparedAppend] = []
     for i, case in enumerate(cases):
         if case.case_id in done:
             continue
         done.add(case.case_id)
         ctx = _context(rt, head["cfg"], prefs.get(case.insurer_code), False)
-        with _caused_by(envs[i] if envs is not None else None):
-            events = await _open_and_assign(rt, conn, case, rt.clock.now(), ctx, roster)
+        stream = job_stream(case.case_id)
+        with _caused_by(envs[i] if envs is not None else None):  # read when prepared
+            events = _open_and_assign(rt, case, rt.clock.now(), ctx, roster)
             # expected version 0: even a writer that skipped the lock could not open a second
             # job; its ConcurrencyConflict fails the transaction, and the redelivery then
             # finds the job
-            await record(rt, conn, job_stream(case.case_id), events, 0)
+            opened, chosen = events
+            if isinstance(opened, JobOpened) and isinstance(chosen, SurveyorAssigned):
+                batch.append(_prepare_opened_assigned(rt, stream, opened, chosen, 0))
+            else:  # no suitable surveyor: to the dispatcher's queue
+                await record(rt, conn, stream, events, 0)
         opened_jobs += 1
-        chosen = events[-1]
         if isinstance(chosen, SurveyorAssigned) and chosen.surveyor_id in where:
             # the next decision sees this one's load (as a fresh read of the roster would)
             k = where[chosen.surveyor_id]
             v = roster[k]
             roster[k] = replace(v, open_jobs=v.open_jobs + 1, assigned_today=v.assigned_today + 1)
+    if batch:
+        await rt.store.append_prepared(conn, batch)
     return opened_jobs
 
 
@@ -817,9 +860,8 @@ def _caused_by(env: Envelope | None) -> Iterator[None]:
         yield
 
 
-async def _open_and_assign(  # noqa: PLR0917
+def _open_and_assign(
     rt: Runtime,
-    conn: asyncpg.Connection,
     case: CaseReported,
     now: datetime,
     ctx: DecisionContext,
@@ -855,8 +897,8 @@ async def _open_and_assign(  # noqa: PLR0917
     )
     return [
         opened,
-        *await assignment_events(
-            rt, conn, state, facts, now, why="new case", previous=None, ctx=ctx, roster=roster
+        *decide_assignment(
+            rt, state, facts, now, why="new case", previous=None, ctx=ctx, roster=roster
         ),
     ]
 

@@ -70,7 +70,7 @@ async def feed_events(
             wake.clear()
             async with rt.pool.acquire() as conn:
                 rows = await conn.fetch(
-                    """SELECT f.seq, f.kind, f.attempt, j.* FROM job_feed f
+                    """SELECT f.seq, f.kind, f.attempt AS feed_attempt, j.* FROM job_feed f
                        JOIN jobs j ON j.job_id = f.job_id
                        WHERE f.surveyor_id = $1 AND f.seq > $2 ORDER BY f.seq LIMIT $3""",
                     surveyor_id,
@@ -87,14 +87,57 @@ async def feed_events(
                     ),
                 }
                 last = r["seq"]
-            if rows:
-                await _mark_delivered(rt, surveyor_id, up_to=last)
+            for r in rows:
+                if r["kind"] == "assigned":
+                    await _mark_sent(rt, surveyor_id, r)
             if len(rows) == FEED_PAGE:
                 continue  # more may wait; a short page was all there was when `wake` was cleared
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=SAFETY_RECHECK_S)
     finally:
         hub.unsubscribe(surveyor_id, wake)
+
+
+_MARK_SENT = """d AS (
+    UPDATE job_feed f SET delivered_at = $3 FROM jobs j
+    WHERE f.seq = $1 AND f.delivered_at IS NULL AND j.job_id = f.job_id
+    RETURNING j.surveyor_id = $2 AND j.attempt = f.attempt AS holds
+), held AS (SELECT FROM d WHERE holds)"""
+MARK_TRIES = 6
+
+
+async def _mark_sent(rt: Runtime, surveyor_id: str, row: asyncpg.Record) -> None:
+    """Mark one feed row just sent on the live stream as delivered and, if the surveyor still
+    holds that assignment, record its JobNotified(stream): one statement, no transaction
+    block (`EventStore.append_with`). The feed row's `delivered_at` makes it once only; a
+    concurrent append to the job (its SMS notification, a step) fails the statement as a
+    whole, which then runs again."""
+    event = JobNotified(
+        job_id=row["job_id"],
+        case_id=row["case_id"],
+        surveyor_id=surveyor_id,
+        channel="stream",
+        outcome="delivered",
+        detail="sent on the live stream",
+        attempt=row["feed_attempt"],
+    )
+    for attempt in range(MARK_TRIES):
+        try:
+            async with rt.pool.acquire() as conn:
+                await rt.store.append_with(
+                    conn,
+                    job_stream(row["case_id"]),
+                    [event],
+                    ANY,
+                    before=_MARK_SENT,
+                    args=[row["seq"], surveyor_id, rt.clock.now()],
+                    guard="held",
+                )
+            return
+        except ConcurrencyConflict:
+            if attempt == MARK_TRIES - 1:
+                raise
+            await asyncio.sleep(0.005 * attempt)
 
 
 async def _mark_delivered(rt: Runtime, surveyor_id: str, up_to: int) -> None:
