@@ -288,6 +288,11 @@ async def test_the_hand_resolved_route_answers_as_the_contract_says(start_servic
         r = await svc.client.post("/v1/cases", data={"report_no": "R1234"}, headers=bearer(key))
         assert r.status_code == 415
         assert r.json()["error"] == "unsupported_media_type"
+        # odd JSON: still a 422, never a 500
+        json_ct = {**bearer(key), "content-type": "application/json; charset=utf-8"}
+        for raw in (b"null", b'"x"', b"\xff\xfe{}", b"[" * 5000 + b"]" * 5000, b'{"plate": 1e999}'):
+            r = await svc.client.post("/v1/cases", content=raw, headers=json_ct)
+            assert (r.status_code, r.json()["error"]) == (422, "invalid"), (raw[:20], r.text)
         # authentication comes first, as with FastAPI's dependencies
         r = await svc.client.post("/v1/cases", json={"plate": "XX"})
         assert r.status_code == 401
