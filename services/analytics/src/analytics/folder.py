@@ -49,8 +49,7 @@ class Folder:
         copy_history: bool = False,
         fresh_keys: bool = False,
     ) -> None:
-        """`copy_history` (a rebuild's bulk load): dedupe the history in memory and COPY it,
-        on a connection whose json codec is the built-in one (see rebuild.prepare_connection)."""
+        """`copy_history` (a rebuild's bulk load): dedupe the history in memory and COPY it."""
         self.cfg = cfg
         self.suffix = suffix
         self.notify = notify

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from claimdesk.db import loads
 
 STATUS_ORDER = [
     "reported",
@@ -124,7 +125,7 @@ async def case_history(
             "stream_id": r["stream_id"],
             "sequence": r["sequence"],
             "known_type": r["known"],
-            "payload": r["payload"],
+            "payload": loads(r["payload"]),  # stored as the JSON text published
         }
         for r in rows
     ]

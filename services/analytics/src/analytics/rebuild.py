@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -253,7 +252,6 @@ def _worker_entry(
         pool = await create_pool(settings.database_url, schema, min_size=1, max_size=2)
         try:
             async with pool.acquire() as conn:
-                await conn.reset_type_codec("json", schema="pg_catalog")
                 shadow = Folder(cfg, suffix=SHADOW, copy_history=True, fresh_keys=True)
                 return await _load(conn, shadow, settings, source, None, contexts)
         finally:
@@ -344,28 +342,16 @@ async def rebuild(
         try:
             async with pool.acquire() as conn:
                 await prepare_shadow(conn)
-                # COPY the history: the built-in json codec (text in, binary-capable); the
-                # pool's own codec is restored before the connection goes back.
-                await conn.reset_type_codec("json", schema="pg_catalog")
-                try:
-                    if workers > 1:
-                        n, worker_kib = await _load_parallel(
-                            conn, cfg, settings, source, schema_name, workers, progress
-                        )
-                        # The catch-up looks rows up: this folder did not write them.
-                        caught = await swap_in(conn, Folder(cfg, suffix=SHADOW, copy_history=True))
-                    else:
-                        shadow = Folder(cfg, suffix=SHADOW, copy_history=True, fresh_keys=True)
-                        n = await _load(conn, shadow, settings, source, progress)
-                        caught = await swap_in(conn, shadow)
-                finally:
-                    await conn.set_type_codec(
-                        "json",
-                        encoder=json.dumps,
-                        decoder=json.loads,
-                        schema="pg_catalog",
-                        format="text",
+                if workers > 1:
+                    n, worker_kib = await _load_parallel(
+                        conn, cfg, settings, source, schema_name, workers, progress
                     )
+                    # The catch-up looks rows up: this folder did not write them.
+                    caught = await swap_in(conn, Folder(cfg, suffix=SHADOW, copy_history=True))
+                else:
+                    shadow = Folder(cfg, suffix=SHADOW, copy_history=True, fresh_keys=True)
+                    n = await _load(conn, shadow, settings, source, progress)
+                    caught = await swap_in(conn, shadow)
                 if notify:
                     await conn.execute("SELECT pg_notify($1, 'rebuilt')", notify)
         finally:
