@@ -352,3 +352,28 @@ def test_history_copy_text_writes_a_missing_key_as_null() -> None:
     fields = copy_text([fast]).rstrip("\n").split("\t")
     assert fields[1] == "\\N" and fields[14] == "\\N"  # case_id, key
     assert fields[2] == typed.stream_id  # the subject falls back to the stream
+
+
+def test_decode_fast_one_parse_only_when_the_payload_text_is_orjsons() -> None:
+    """The decoder parses a message once when the payload text is exactly what orjson writes
+    for it; any other payload text (spacing, other number forms, a later duplicate member) is
+    still stored as published, and the folded dict is the envelope's own payload."""
+    import json
+
+    from analytics.codec import decode_fast
+
+    typed = env(ie.CaseCancelled(case_id="C3", reason="r", cancelled_by="u"))
+    message = _wire(typed)
+    head, _, payload = message.rpartition(b',"payload":')
+    fast = decode_fast(message)
+    assert fast.payload.payload_json.encode() == payload[:-1]
+    for other in (b'{"case_id": "C3", "reason": "r", "x": 1E2}', b'{"case_id":"C3","x":1.50}'):
+        got = decode_fast(head + b',"payload":' + other + b"}")
+        assert got.payload.payload_json.encode() == other  # as published
+        assert got.payload.data == json.loads(other)
+        assert got.payload.copy_line.endswith(b"\t" + other + b"\n")
+    # A member after the payload (here a duplicate of an earlier one): parsed whole.
+    odd = head + b',"payload":{"case_id":"C3"},"key":"K2"}'
+    got = decode_fast(odd)
+    assert got.key == "K2" and got.payload.data == {"case_id": "C3"}
+    assert got.payload.payload_json == '{"case_id":"C3"}'

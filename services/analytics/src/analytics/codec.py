@@ -246,77 +246,98 @@ def _copy_bytes(text: bytes) -> bytes:
     return _NEEDS_ESCAPE_B.sub(lambda m: _ESCAPES_B[m.group()], text)
 
 
-def _copy_time(text: Any, value: datetime) -> str:
-    """A timestamp for COPY: the published text when it is what isoformat() gives (the form
-    `wire_message` writes: microseconds and an hh:mm offset), else isoformat()."""
-    if (
-        type(text) is str
-        and len(text) == 32
-        and text[10] == "T"
-        and text[19] == "."
-        and text[26] in "+-"
-    ):
-        return text
-    return value.isoformat()
+_dumps = orjson.dumps
+_fromisoformat = datetime.fromisoformat
+_KIND_BY_TYPE: dict[str, tuple[int, str, bool, bool]] = {}
+"""event type -> (version, context, known, needs an upcast) for the last version seen."""
 
 
-def _copy_uuid(text: Any, value: UUID) -> str:
-    """A uuid for COPY: the published text when it is the canonical form (as str() gives it,
-    read alike by Postgres), else str()."""
-    if (
-        type(text) is str
-        and len(text) == 36
-        and text[8] == "-"
-        and text[13] == "-"
-        and text[18] == "-"
-        and text[23] == "-"
-    ):
-        return text
-    return str(value)
+def _kind_of(event_type: str, version: int) -> tuple[int, str, bool, bool]:
+    kind = _KIND_BY_TYPE.get(event_type)
+    if kind is None or kind[0] != version:
+        kind = (version, *_kind(event_type, version))
+        if len(_KIND_BY_TYPE) < 10_000:
+            _KIND_BY_TYPE[event_type] = kind
+    return kind
+
+
+def _parse(data: bytes) -> tuple[dict[str, Any], Any, bytes, bool]:
+    """_split's result, usually from one parse of the whole message: when the text after the
+    first `,"payload":` up to the closing brace is exactly what orjson writes for the parsed
+    payload, that text is a whole JSON object ending where the envelope ends, so it is the
+    envelope's own (last) payload member, as published. Otherwise `_split`. The flag: the
+    payload text is orjson's (no whitespace between tokens)."""
+    try:
+        raw = _fast_loads(data)
+    except ValueError:  # orjson.JSONDecodeError is one
+        return (*_split(data), False)
+    if type(raw) is dict:
+        payload = raw.pop("payload", None)
+        if type(payload) is dict:
+            text = _dumps(payload)
+            at = data.find(_PAYLOAD_MEMBER) + len(_PAYLOAD_MEMBER)
+            if (
+                at >= len(_PAYLOAD_MEMBER)
+                and len(data) - at - 1 == len(text)
+                and data.startswith(text, at)
+                and data[-1] == 125  # "}"
+            ):
+                return raw, payload, text, True
+    return (*_split(data), False)
 
 
 def decode_fast(data: bytes | str) -> Envelope:
     """A published envelope with a RawPayload (no model validation): the consumer's and the
     Kafka rebuild's decoder. The stored history keeps the payload text as it came; the
     event's case_events row is formatted here too (COPY text), while the message's own text
-    is at hand."""
-    if isinstance(data, str):
-        data = data.encode()
-    raw, data_, text = _split(data)
-    if not isinstance(data_, dict):
+    is at hand. Every event the consumer reads takes this path: it is written for speed."""
+    if type(data) is not bytes:
+        data = data.encode() if isinstance(data, str) else bytes(data)
+    raw, data_, text, compact = _parse(data)
+    if type(data_) is not dict:
         raise ValueError("envelope without a payload object")
     event_type = raw["event_type"]
-    version = int(raw["schema_version"])
-    causation = raw.get("causation_id")
-    occurred_text, recorded_text = raw["occurred_at"], raw["recorded_at"]
-    env = FastEnvelope.__new__(FastEnvelope)
-    event_id = raw["event_id"]
-    env.event_id = PgUUID(event_id)
-    env.event_type = event_type
-    env.schema_version = version
-    env.stream_id = stream_id = raw["stream_id"]
-    env.sequence = sequence = int(raw["sequence"])
-    env.occurred_at = occurred = _dt(occurred_text)
-    env.recorded_at = recorded = occurred if recorded_text == occurred_text else _dt(recorded_text)
-    env.producer = producer = raw["producer"]
-    correlation = raw["correlation_id"]
-    env.correlation_id = PgUUID(correlation)
-    env.causation_id = PgUUID(causation) if causation else None
-    env.actor = actor = raw.get("actor")
-    env.key = key = raw["key"]
-    env.trace_context = raw.get("trace_context") or {}
-    context, known, upcast = _kind(event_type, version)
+    version = raw["schema_version"]
+    if type(version) is not int:
+        version = int(version)
+    _, context, known, upcast = _kind_of(event_type, version)
     if upcast:
         data_ = REGISTRY.upcast(event_type, version, data_)
+    event_id, correlation = raw["event_id"], raw["correlation_id"]
+    causation = raw.get("causation_id")
+    occurred_text, recorded_text = raw["occurred_at"], raw["recorded_at"]
+    stream_id, producer, key = raw["stream_id"], raw["producer"], raw["key"]
+    actor = raw.get("actor")
+    sequence = raw["sequence"]
+    if type(sequence) is not int:
+        sequence = int(sequence)
+    occurred = _fromisoformat(occurred_text)
+    recorded = occurred if recorded_text == occurred_text else _fromisoformat(recorded_text)
+    if occurred.tzinfo is None or recorded.tzinfo is None:
+        raise ValueError("timestamps must carry a time zone")
+    env = FastEnvelope.__new__(FastEnvelope)
+    env.event_id = event_uuid = PgUUID(event_id)
+    env.event_type = event_type
+    env.schema_version = version
+    env.stream_id = stream_id
+    env.sequence = sequence
+    env.occurred_at = occurred
+    env.recorded_at = recorded
+    env.producer = producer
+    env.correlation_id = correlation_uuid = PgUUID(correlation)
+    env.causation_id = causation_uuid = PgUUID(causation) if causation else None
+    env.actor = actor
+    env.key = key
+    env.trace_context = raw.get("trace_context") or {}
     value = data_.get("case_id")
     case_id = str(value) if value else None
     subject = case_id or key or stream_id
     if (
         not upcast
         and data.find(b"\\") < 0  # no escape in a JSON string: no value needs one in COPY
-        and data.find(b"\n") < 0  # no raw newline, tab or return between JSON tokens
-        and data.find(b"\t") < 0
-        and data.find(b"\r") < 0
+        # and no raw newline, tab or return between the payload's tokens (none in what
+        # orjson writes; the head's values are written anew, so its spacing does not matter)
+        and (compact or (text.find(b"\n") < 0 and text.find(b"\t") < 0 and text.find(b"\r") < 0))
         and type(event_type) is str
         and type(stream_id) is str
         and type(producer) is str
@@ -334,14 +355,38 @@ def decode_fast(data: bytes | str) -> Envelope:
         )
         case_text = copy_value(case_id)
         payload_text = _copy_bytes(text)
+    # Ids and times as published when in the form Postgres reads as the parsed value (a
+    # canonical uuid; isoformat() with microseconds and an hh:mm offset), else formatted.
+    if not (type(event_id) is str and len(event_id) == 36 and event_id[8:24:5] == "----"):
+        event_id = str(event_uuid)
+    if not (type(correlation) is str and len(correlation) == 36 and correlation[8:24:5] == "----"):
+        correlation = str(correlation_uuid)
+    if causation_uuid is None:
+        causation = COPY_NULL
+    elif not (type(causation) is str and len(causation) == 36 and causation[8:24:5] == "----"):
+        causation = str(causation_uuid)
+    if not (
+        type(occurred_text) is str
+        and len(occurred_text) == 32
+        and occurred_text[10] == "T"
+        and occurred_text[19] == "."
+        and occurred_text[26] in "+-"
+    ):
+        occurred_text = occurred.isoformat()
+    if recorded is occurred:
+        recorded_text = occurred_text
+    elif not (
+        type(recorded_text) is str
+        and len(recorded_text) == 32
+        and recorded_text[10] == "T"
+        and recorded_text[19] == "."
+        and recorded_text[26] in "+-"
+    ):
+        recorded_text = recorded.isoformat()
     line = (
-        f"{_copy_uuid(event_id, env.event_id)}\t{case_text}\t{subject}\t{event_type_}\t{version}\t{context_}\t"
-        f"{producer_}\t{stream_id_}\t{sequence}\t{_copy_time(occurred_text, occurred)}\t"
-        f"{_copy_time(recorded_text, recorded)}\t{actor_}\t"
-        f"{_copy_uuid(correlation, env.correlation_id)}\t"
-        f"{COPY_NULL if env.causation_id is None else _copy_uuid(causation, env.causation_id)}\t"
-        f"{key_}\t"
-        f"{'t' if known else 'f'}\t"
+        f"{event_id}\t{case_text}\t{subject}\t{event_type_}\t{version}\t{context_}\t"
+        f"{producer_}\t{stream_id_}\t{sequence}\t{occurred_text}\t{recorded_text}\t{actor_}\t"
+        f"{correlation}\t{causation}\t{key_}\t{'t' if known else 'f'}\t"
     ).encode()
     env.payload = RawPayload(data_, context, known, text, line + payload_text + b"\n")
     return env  # type: ignore[return-value]
