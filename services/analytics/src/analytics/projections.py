@@ -44,7 +44,7 @@ class FoldConfig:
 
 
 def empty(table: Table, key: str) -> Row:
-    row: Row = dict.fromkeys(table.column_names)
+    row: Row = dict.fromkeys(table.names)
     row[table.key[0]] = key
     return row
 
@@ -56,7 +56,7 @@ def _min(a: datetime | None, b: datetime) -> datetime:
 def _p(env: Envelope) -> dict[str, Any]:
     """The payload's fields: a typed event's attributes, or a raw payload's dict."""
     payload = env.payload
-    if isinstance(payload, RawPayload):
+    if type(payload) is RawPayload:
         return payload.data
     return payload.__dict__
 
@@ -92,12 +92,33 @@ def period_label(start: date, granularity: str) -> str:
     return start.isoformat()
 
 
+_PERIODS: dict[date, tuple[tuple[str, date], ...]] = {}
+"""day -> its (granularity, period start) pairs: a fold meets the same few days again and again."""
+
+
+def _periods(day: date) -> tuple[tuple[str, date], ...]:
+    periods = _PERIODS.get(day)
+    if periods is None:
+        periods = tuple((g, period_start(day, g)) for g in GRANULARITIES)
+        if len(_PERIODS) < 100_000:
+            _PERIODS[day] = periods
+    return periods
+
+
 def case_count_keys(row: Row | None) -> list[tuple[Any, ...]]:
     """The case_counts keys a case row counts under (none until it was reported)."""
-    if row is None or row.get("report_day") is None:
+    if row is None:
         return []
-    dims = tuple(row.get(d) or "" for d in CASE_DIMENSIONS)
-    return [(g, period_start(row["report_day"], g), *dims) for g in GRANULARITIES]
+    day = row.get("report_day")
+    if day is None:
+        return []
+    dims = (
+        row.get("insurer_code") or "",
+        row.get("loss_type") or "",
+        row.get("channel") or "",
+        row.get("region") or "",
+    )  # CASE_DIMENSIONS
+    return [(g, start, *dims) for g, start in _periods(day)]
 
 
 # -- cases (intake) -------------------------------------------------------------------------
@@ -429,38 +450,47 @@ class Folding:
     ) -> None:
         """Fold `events` in order (`targets`: their routes, if the caller has them)."""
         cfg, result, current = self.cfg, self.result, self.current
+        written = result.rows
         if targets is None:
             targets = [route(env) for env in events]
+        stats_of = result.surveyor_stats
         for env, target in zip(events, targets, strict=True):
-            if env.event_type == "ComplaintEscalated":
-                r = escalation_row(env, cfg)
-                result.escalations.setdefault((r["complaint_id"], r["level"], r["clock"]), r)
-                continue
             if target is None:
+                if env.event_type == "ComplaintEscalated":
+                    r = escalation_row(env, cfg)
+                    result.escalations.setdefault((r["complaint_id"], r["level"], r["clock"]), r)
                 continue
             table, key = target
-            rows = current.setdefault(table.name, {})
+            name = table.name
+            rows = current.get(name)
+            if rows is None:
+                rows = current[name] = {}
             row = rows.get(key)
-            if table is CASES:
-                new = fold_case(row, env, cfg)
-            elif table is JOBS:
+            if table is JOBS:
                 new, deltas = fold_job(row, env, cfg)
-                for sid, counter, amount in deltas:
-                    if sid:
-                        stats = result.surveyor_stats.setdefault(
-                            (sid, cfg.day(env.occurred_at)), {}
-                        )
-                        stats[counter] = stats.get(counter, 0) + amount
-            elif table is SURVEYORS:
-                new = fold_surveyor(row, env)
-            elif table is COMPLAINTS:
-                new = fold_complaint(row, env, cfg)
+                if deltas:
+                    day = cfg.day(env.occurred_at)
+                    for sid, counter, amount in deltas:
+                        if sid:
+                            stats = stats_of.get((sid, day))
+                            if stats is None:
+                                stats = stats_of[sid, day] = {}
+                            stats[counter] = stats.get(counter, 0) + amount
+            elif table is CASES:
+                new = fold_case(row, env, cfg)
             elif table is CALLBACKS:
                 new = fold_callback(row, env, cfg)
+            elif table is COMPLAINTS:
+                new = fold_complaint(row, env, cfg)
+            elif table is SURVEYORS:
+                new = fold_surveyor(row, env)
             else:
                 new = fold_discrepancy(row, env, cfg)
             rows[key] = new
-            result.rows.setdefault(table.name, {})[key] = new
+            out = written.get(name)
+            if out is None:
+                out = written[name] = {}
+            out[key] = new
 
     def finish(self) -> BatchFold:
         result = self.result
