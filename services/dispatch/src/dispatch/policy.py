@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from claimdesk.events.dispatch import Candidate
-from claimdesk.mainland import distance_km
 
 VERSION = "balanced-v1"
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
@@ -69,15 +68,15 @@ class SurveyorView:
     shift_override: bool | None = None  # True: started a shift, False: ended it, None: schedule
     shifts: tuple[Shift, ...] = ()
     # derived once per view (a roster keeps its views across decisions): the terms of the
-    # cost that depend on the surveyor alone
-    lat_rad: float = field(init=False, repr=False, compare=False)
-    cos_lat: float = field(init=False, repr=False, compare=False)
+    # cost that depend on the surveyor alone, the base as a point on the unit sphere
+    ux: float = field(init=False, repr=False, compare=False)
+    uy: float = field(init=False, repr=False, compare=False)
+    uz: float = field(init=False, repr=False, compare=False)
     load: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        lat_rad = math.radians(self.lat)
-        object.__setattr__(self, "lat_rad", lat_rad)
-        object.__setattr__(self, "cos_lat", math.cos(lat_rad))
+        for name, value in zip(("ux", "uy", "uz"), unit_vector(self.lat, self.lon), strict=True):
+            object.__setattr__(self, name, value)
         object.__setattr__(self, "load", self.open_jobs / self.capacity if self.capacity else 1.0)
 
     def on_shift(self, now: datetime) -> bool:
@@ -139,6 +138,23 @@ def travel_minutes(km: float) -> float:
     return km * DETOUR / URBAN_KMH * 60.0
 
 
+EARTH_DIAMETER_KM = 12742.0
+
+
+def unit_vector(lat: float, lon: float) -> tuple[float, float, float]:
+    """A point as a unit vector (x, y, z): the distance to another is then a dot product away."""
+    p, la = math.radians(lat), math.radians(lon)
+    return math.cos(p) * math.cos(la), math.cos(p) * math.sin(la), math.sin(p)
+
+
+def chord_km(dot: float) -> float:
+    """Great-circle distance between two unit vectors with this dot product: haversine with
+    hav(c) = (1 - cos c) / 2, cos c being the dot product (exact to well under a metre at
+    city distances). `choose` inlines it; `_cost` calls it: the same floats."""
+    a = (1.0 - dot) * 0.5
+    return EARTH_DIAMETER_KM * math.asin(math.sqrt(a if a > 0.0 else 0.0))
+
+
 def _exclusion(
     s: SurveyorView, job: JobFacts, now: datetime, exclude: frozenset[str]
 ) -> str | None:
@@ -173,7 +189,8 @@ def _cost(
     factors: dict[str, float] = {}
     travel_cost = 0.0
     if has_loc:
-        km = distance_km(s.lat, s.lon, job.lat, job.lon)  # type: ignore[arg-type]
+        jx, jy, jz = unit_vector(job.lat, job.lon)  # type: ignore[arg-type]
+        km = chord_km(s.ux * jx + s.uy * jy + s.uz * jz)
         minutes = travel_minutes(km)
         travel_cost = minutes / 30.0 * W_TRAVEL
         if explain:
@@ -182,7 +199,7 @@ def _cost(
     load = s.open_jobs / s.capacity if s.capacity else 1.0
     fairness = (s.assigned_today - mean_today) / (mean_today + 1.0)
     preferred = s.team in prefs.preferred_teams or s.surveyor_id in prefs.preferred_surveyors
-    cost = travel_cost + W_LOAD * load + W_FAIRNESS * fairness - (W_PREFERRED if preferred else 0)
+    cost = travel_cost + (W_LOAD * load + W_FAIRNESS * fairness) - (W_PREFERRED if preferred else 0)
     if explain:
         factors["load"] = round(load, 3)
         factors["assigned_today"] = float(s.assigned_today)
@@ -192,42 +209,46 @@ def _cost(
     return cost, factors
 
 
-def _costs(
+def _ranked(
     eligible: list[SurveyorView],
     job: JobFacts,
     prefs: InsurerPreferences,
     mean_today: float,
     has_loc: bool,
-) -> Iterator[tuple[float, str, SurveyorView]]:
-    """(cost, surveyor id, surveyor) for each, as `_cost` computes it, without the calls."""
-    teams, people = prefs.preferred_teams, prefs.preferred_surveyors
-    p2 = cos_p2 = lon2 = 0.0
-    if has_loc:
-        assert job.lat is not None
-        assert job.lon is not None
-        p2, lon2 = math.radians(job.lat), job.lon
-        cos_p2 = math.cos(p2)
-    sin, radians, asin, sqrt = math.sin, math.radians, math.asin, math.sqrt
+) -> list[tuple[float, str, int]]:
+    """The best few as (cost, surveyor id, index in `eligible`), costs as `_cost` computes
+    them (the same arithmetic in the same order, so the same floats), without the calls: one
+    comprehension per term over everyone, then the C heap."""
     m1 = mean_today + 1.0
-    for s in eligible:
-        travel_cost = 0.0
-        if has_loc:
-            # cos(p1) and radians(lat) come precomputed with the view: the same floats
-            a = (
-                sin((p2 - s.lat_rad) / 2) ** 2
-                + s.cos_lat * cos_p2 * sin(radians(lon2 - s.lon) / 2) ** 2
+    costs = [
+        W_LOAD * s.load + W_FAIRNESS * ((s.assigned_today - mean_today) / m1) for s in eligible
+    ]
+    if has_loc:
+        jx, jy, jz = unit_vector(job.lat, job.lon)  # type: ignore[arg-type]
+        asin, sqrt = math.asin, math.sqrt
+        costs = [
+            EARTH_DIAMETER_KM
+            * asin(
+                sqrt(a if (a := (1.0 - (s.ux * jx + s.uy * jy + s.uz * jz)) * 0.5) > 0.0 else 0.0)
             )
-            km = 6371.0 * 2 * asin(sqrt(a))
-            travel_cost = km * DETOUR / URBAN_KMH * 60.0 / 30.0 * W_TRAVEL
-        fairness = (s.assigned_today - mean_today) / m1
-        preferred = s.team in teams or s.surveyor_id in people
-        cost = (
-            travel_cost
-            + W_LOAD * s.load
-            + W_FAIRNESS * fairness
-            - (W_PREFERRED if preferred else 0)
-        )
-        yield cost, s.surveyor_id, s
+            * DETOUR
+            / URBAN_KMH
+            * 60.0
+            / 30.0
+            * W_TRAVEL
+            + rest
+            for s, rest in zip(eligible, costs, strict=True)
+        ]
+    else:
+        costs = [0.0 + rest for rest in costs]
+    teams, people = prefs.preferred_teams, prefs.preferred_surveyors
+    if teams or people:
+        costs = [
+            c - (W_PREFERRED if s.team in teams or s.surveyor_id in people else 0)
+            for s, c in zip(eligible, costs, strict=True)
+        ]
+    ids = [s.surveyor_id for s in eligible]
+    return heapq.nsmallest(MAX_CANDIDATES_KEPT, zip(costs, ids, range(len(ids)), strict=True))
 
 
 def choose(
@@ -277,9 +298,9 @@ def choose(
     has_loc = job.lat is not None and job.lon is not None
     # cheap pass over everyone: the cost only (the same arithmetic as `_cost`, in the same
     # order, so the same floats); factors and Candidate objects for the best few
-    costs = heapq.nsmallest(MAX_CANDIDATES_KEPT, _costs(eligible, job, prefs, mean_today, has_loc))
     scored: list[tuple[float, str, Candidate, SurveyorView]] = []
-    for cost, sid, s in costs:
+    for cost, sid, k in _ranked(eligible, job, prefs, mean_today, has_loc):
+        s = eligible[k]
         _, factors = _cost(s, job, prefs, mean_today, has_loc, explain=True)
         score = round(100.0 / (1.0 + max(cost, -0.99)), 3)
         scored.append((-score, sid, Candidate(surveyor_id=sid, score=score, factors=factors), s))
