@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from claimdesk.eventstore import ConcurrencyConflict
 from claimdesk.kafka import make_producer
 from claimdesk.settings import Settings
 from claimdesk.testing.plugin import eventually
@@ -122,3 +124,64 @@ async def test_two_runtimes_side_by_side_never_assign_a_case_twice(
             counts = await _counts(a.runtime.pool, c)
             assert counts.get("JobOpened") == 1 and counts.get("SurveyorAssigned") == 1, (c, counts)
             assert counts["assignments"] == 1
+
+
+async def test_a_fetched_batch_of_cases_is_written_at_once_and_in_full(
+    settings: Settings, start_service
+) -> None:
+    """`cases_reported` over one fetch: the new jobs go to Postgres in one round trip, each
+    with its own events, outbox row, feed row and timers; a case seen twice in the fetch gets
+    one job, a case nobody can take goes to the queue, and two jobs for one surveyor count
+    twice in the load. A case whose job stream exists fails the whole batch: nothing of it
+    stays."""
+    async with start_service(make_definition(DispatchSettings())) as svc:
+        admin = svc.admin_headers()
+        only = (await add_surveyor(svc.client, admin, name="Solo", capacity=5))["surveyor_id"]
+        rt = svc.runtime
+        a, b, c = case_reported(), case_reported(), case_reported(loss_type="property")
+        async with rt.pool.acquire() as conn:
+            async with conn.transaction():
+                opened = await handlers.cases_reported(rt, conn, [a, b, a, c])
+            assert opened == 3
+            for case, last in ((a, "SurveyorAssigned"), (b, "SurveyorAssigned")):
+                types = await conn.fetch(
+                    "SELECT event_type, sequence FROM events WHERE stream_id = $1 "
+                    "ORDER BY sequence",
+                    f"job-{case.case_id}",
+                )
+                assert [(r["event_type"], r["sequence"]) for r in types] == [
+                    ("JobOpened", 1),
+                    (last, 2),
+                ]
+            queued = await conn.fetchval("SELECT status FROM jobs WHERE case_id = $1", c.case_id)
+            assert queued == "queued"
+            assert (
+                await conn.fetchval("SELECT open_jobs FROM surveyors WHERE surveyor_id = $1", only)
+                == 2
+            )
+            assert (
+                await conn.fetchval("SELECT count(*) FROM job_feed WHERE surveyor_id = $1", only)
+                == 2
+            )
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM timers WHERE timer_id LIKE 'ack:%' OR timer_id LIKE 'sms:%'"
+                )
+                == 4
+            )
+            # a stream already begun (as by a writer that skipped the lock): all or none
+            d = case_reported()
+            await rt.store.append(conn, f"job-{d.case_id}", [case_reported(d.case_id)], 0)
+            e = case_reported()
+            with pytest.raises(ConcurrencyConflict):
+                async with conn.transaction():
+                    await handlers.cases_reported(rt, conn, [e, d])
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM jobs WHERE case_id = ANY($1::text[])",
+                    [d.case_id, e.case_id],
+                )
+                == 0
+            )
+            versions = [await rt.store.stream_version(conn, f"job-{x.case_id}") for x in (e, d)]
+            assert versions == [0, 1]
