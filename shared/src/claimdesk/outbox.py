@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry import trace
 
 from claimdesk.db import needs_reset
@@ -59,8 +60,12 @@ async def publish_rows(
 
     A message whose event carries a trace context gets a PRODUCER span in that trace (when
     spans are received at all: the context reaches the consumers in the headers either way)."""
-    futures = []
     traced = spans_observed()
+    if not traced:
+        await _publish_in_batches(producer, rows, topic_of)
+        EVENTS_PUBLISHED.labels(service).inc(len(rows))
+        return
+    futures = []
     for row in rows:
         key, value, headers = wire_message(row)
         topic = topic_of(row)
@@ -78,6 +83,40 @@ async def publish_rows(
             futures.append(await producer.send(topic, value=value, key=key, headers=headers))
     await asyncio.gather(*futures)
     EVENTS_PUBLISHED.labels(service).inc(len(rows))
+
+
+_PARTITIONER = DefaultPartitioner()
+
+
+async def _publish_in_batches(
+    producer: AIOKafkaProducer, rows: list[asyncpg.Record], topic_of: Any
+) -> None:
+    """`publish_rows` without spans: the messages go into one record batch per partition
+    (chosen by key, as `send` chooses it: the default partitioner over the sorted partition
+    list), a full batch sent before the next one for its partition is begun, so each key's
+    messages keep their order. A fraction of the CPU of one `send` per message."""
+    partitions: dict[str, list[int]] = {}
+    open_batches: dict[tuple[str, int], Any] = {}
+    futures = []
+    for row in rows:
+        key, value, headers = wire_message(row)
+        topic = topic_of(row)
+        ps = partitions.get(topic)
+        if ps is None:
+            ps = partitions[topic] = sorted(await producer.partitions_for(topic))
+        tp = (topic, _PARTITIONER(key, ps, ps))
+        batch = open_batches.get(tp)
+        if (
+            batch is None
+            or batch.append(key=key, value=value, timestamp=None, headers=headers) is None
+        ):
+            if batch is not None:  # full: on its way before the next one for this partition
+                futures.append(await producer.send_batch(batch, tp[0], partition=tp[1]))
+            batch = open_batches[tp] = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None, headers=headers)  # the first fits
+    for (topic, partition), batch in open_batches.items():
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    await asyncio.gather(*futures)
 
 
 class OutboxRelay:

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from claimdesk.consumer import ConsumerSpec, EventConsumer
 from claimdesk.events.base import Envelope
 from claimdesk.kafka import ensure_topics, make_consumer, make_producer
-from claimdesk.outbox import OutboxRelay, republish
+from claimdesk.outbox import OutboxRelay, _publish_in_batches, republish
 from claimdesk.settings import Settings
 from claimdesk.testing.plugin import eventually
 
@@ -400,3 +400,41 @@ async def test_backlog_gauge_counts_what_a_full_batch_left_and_zero_once_drained
             assert await relay.backlog() == 0
         finally:
             await producer.stop()
+
+
+async def test_batched_publishing_keeps_each_keys_partition_and_order(settings: Settings) -> None:
+    """Without spans the relay sends one record batch per partition: a key lands where
+    `send` puts it, and its messages keep their order, also across full batches."""
+    await ensure_topics(settings)
+    topic, probe = settings.topic("intake"), settings.topic("complaints")
+    long = "长" * 900  # ~2.7 KB a message: several full batches per partition
+    async with store_in_schema(settings) as (pool, store):
+        for c in range(12):
+            async with pool.acquire() as conn:
+                await store.append(
+                    conn, f"case-{c}", [case_reported(f"case-{c}", description=long)], 0
+                )
+                await store.append(
+                    conn, f"case-{c}", [corrected(f"case-{c}", s) for s in (1, 2)], 1
+                )
+        async with pool.acquire() as conn:
+            rows = await store.read_all_rows(conn, limit=100)
+        assert len(rows) == 36
+        producer = make_producer(settings, "t-batched")
+        await producer.start()
+        try:
+            await _publish_in_batches(producer, rows, lambda row: topic)
+            for c in range(12):  # where `send` puts each key
+                await producer.send_and_wait(probe, value=b"{}", key=f"case-{c}".encode())
+        finally:
+            await producer.stop()
+    where_send = {r.key.decode(): r.partition for r in await read_topic(settings, probe, 12)}
+    records = await read_topic(settings, topic, 36)
+    assert len(records) == 36
+    per_key: dict[str, list[int]] = defaultdict(list)
+    for r in records:
+        key = r.key.decode()
+        assert r.partition == where_send[key], key
+        per_key[key].append(json.loads(r.value)["sequence"])
+    assert all(seqs == [1, 2, 3] for seqs in per_key.values()), per_key
+    assert len(set(where_send.values())) > 1  # the keys did spread over partitions
