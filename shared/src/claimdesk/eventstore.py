@@ -14,13 +14,14 @@ transaction below that horizon has finished, so nothing can appear behind the re
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -276,6 +277,20 @@ def wire_message(row: asyncpg.Record) -> tuple[bytes, bytes, list[tuple[str, byt
     return row["key"].encode(), value, headers
 
 
+@contextlib.contextmanager
+def _conflicts(stream_id: str, expected: int) -> Iterator[None]:
+    """An append statement that failed on the stream's key or on `stream_conflict` raises
+    ConcurrencyConflict (the enclosing transaction is aborted)."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise ConcurrencyConflict(stream_id, expected) from exc
+    except asyncpg.SerializationError as exc:
+        if "stream version conflict" not in str(exc):
+            raise
+        raise ConcurrencyConflict(stream_id, expected) from exc
+
+
 @dataclass(frozen=True)
 class PreparedAppend:
     """An append made ready in its caller's context (cause, trace) and run later, with others,
@@ -387,15 +402,9 @@ class EventStore:
         groups: dict[str, list[tuple[Any, ...]]] = {}
         for p in batch:
             groups.setdefault(p.sql, []).append(p.args)
-        try:
+        with _conflicts("(batch)", 0):
             for sql, rows in groups.items():
                 await conn.executemany(sql, rows)
-        except asyncpg.UniqueViolationError as exc:
-            raise ConcurrencyConflict("(batch)", 0) from exc
-        except asyncpg.SerializationError as exc:
-            if "stream version conflict" not in str(exc):
-                raise
-            raise ConcurrencyConflict("(batch)", 0) from exc
         EVENTS_APPENDED.labels(self.producer).inc(sum(len(p.envelopes) for p in batch))
 
     async def _append(
@@ -419,14 +428,8 @@ class EventStore:
             extra_args=extra_args,
             recorded_at=recorded_at,
         )
-        try:
+        with _conflicts(stream_id, expected_version):
             row = await conn.fetchrow(sql, *params)
-        except asyncpg.UniqueViolationError as exc:
-            raise ConcurrencyConflict(stream_id, expected_version) from exc
-        except asyncpg.SerializationError as exc:
-            if "stream version conflict" not in str(exc):
-                raise
-            raise ConcurrencyConflict(stream_id, expected_version) from exc
         assert row is not None
         first = row["first_sequence"]
         if first is None:

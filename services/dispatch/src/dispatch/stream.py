@@ -98,6 +98,18 @@ async def feed_events(
         hub.unsubscribe(surveyor_id, wake)
 
 
+def _delivered(job_id: str, case_id: str, surveyor_id: str, attempt: int) -> JobNotified:
+    return JobNotified(
+        job_id=job_id,
+        case_id=case_id,
+        surveyor_id=surveyor_id,
+        channel="stream",
+        outcome="delivered",
+        detail="sent on the live stream",
+        attempt=attempt,
+    )
+
+
 _MARK_SENT = """d AS (
     UPDATE job_feed f SET delivered_at = $3 FROM jobs j
     WHERE f.seq = $1 AND f.delivered_at IS NULL AND j.job_id = f.job_id
@@ -112,15 +124,7 @@ async def _mark_sent(rt: Runtime, surveyor_id: str, row: asyncpg.Record) -> None
     block (`EventStore.append_with`). The feed row's `delivered_at` makes it once only; a
     concurrent append to the job (its SMS notification, a step) fails the statement as a
     whole, which then runs again."""
-    event = JobNotified(
-        job_id=row["job_id"],
-        case_id=row["case_id"],
-        surveyor_id=surveyor_id,
-        channel="stream",
-        outcome="delivered",
-        detail="sent on the live stream",
-        attempt=row["feed_attempt"],
-    )
+    event = _delivered(row["job_id"], row["case_id"], surveyor_id, row["feed_attempt"])
     for attempt in range(MARK_TRIES):
         try:
             async with rt.pool.acquire() as conn:
@@ -171,17 +175,7 @@ async def _marks(
     for r in rows:
         if r["holder"] != surveyor_id or r["current_attempt"] != r["attempt"]:
             continue  # moved on meanwhile: this surveyor no longer holds that assignment
-        events = [
-            JobNotified(
-                job_id=r["job_id"],
-                case_id=r["case_id"],
-                surveyor_id=surveyor_id,
-                channel="stream",
-                outcome="delivered",
-                detail="sent on the live stream",
-                attempt=r["attempt"],
-            )
-        ]
+        events = [_delivered(r["job_id"], r["case_id"], surveyor_id, r["attempt"])]
         if retrying:
             await record_any(rt, conn, job_stream(r["case_id"]), events)
         else:
