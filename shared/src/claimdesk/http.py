@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.telemetry._api import _route_selected
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -257,6 +258,9 @@ class _TooLarge(Exception):
 
 async def _call_lean(route: LeanRoute, scope: Scope, receive: Receive, send: Send) -> None:
     scope["route"] = route
+    # what FastAPI's router does on a match: its server span (when its telemetry is on) is
+    # named after the route, not the bare method
+    _route_selected(scope=scope, path=route.path)
     request = Request(scope, receive, send)
     try:
         response = await type(route).handler(request)
