@@ -44,11 +44,11 @@ def caused_by(
         else (base.causation_id if base else None),
         actor=actor if actor is not None else (base.actor if base else None),
     )
-    token = _current.set(cause)
+    token = enter_cause(cause)
     try:
         yield cause
     finally:
-        _current.reset(token)
+        leave_cause(token)
 
 
 def enter_cause(cause: Cause) -> Token[Cause | None]:

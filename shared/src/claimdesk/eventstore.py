@@ -291,6 +291,10 @@ def _conflicts(stream_id: str, expected: int) -> Iterator[None]:
         raise ConcurrencyConflict(stream_id, expected) from exc
 
 
+_Statement = tuple[str, tuple[Any, ...], Callable[[int], list[Envelope]]]
+"""An append statement, its parameters, and how to build its envelopes from the first sequence."""
+
+
 @dataclass(frozen=True)
 class PreparedAppend:
     """An append made ready in its caller's context (cause, trace) and run later, with others,
@@ -325,9 +329,8 @@ class EventStore:
         """
         if not events:
             return []
-        _, envelopes = await self._append(
-            conn, stream_id, events, expected_version, occurred_at=occurred_at
-        )
+        statement = self._statement(stream_id, events, expected_version, occurred_at=occurred_at)
+        _, envelopes = await self._run(conn, stream_id, expected_version, statement)
         return envelopes
 
     async def append_with(
@@ -356,8 +359,7 @@ class EventStore:
         `recorded_at` (default: the store's clock now) lets `args` carry the same instant.
         """
         assert events
-        return await self._append(
-            conn,
+        statement = self._statement(
             stream_id,
             events,
             expected_version,
@@ -365,6 +367,7 @@ class EventStore:
             extra_args=args,
             recorded_at=recorded_at,
         )
+        return await self._run(conn, stream_id, expected_version, statement, guarded=bool(guard))
 
     def prepare_with(
         self,
@@ -407,37 +410,28 @@ class EventStore:
                 await conn.executemany(sql, rows)
         EVENTS_APPENDED.labels(self.producer).inc(sum(len(p.envelopes) for p in batch))
 
-    async def _append(
+    async def _run(
         self,
         conn: asyncpg.Connection,
         stream_id: str,
-        events: Sequence[Event],
         expected_version: int,
+        statement: _Statement,
         *,
-        occurred_at: datetime | None = None,
-        spliced: tuple[str, str, str] = ("", "", ""),
-        extra_args: Sequence[Any] = (),
-        recorded_at: datetime | None = None,
+        guarded: bool = False,
     ) -> tuple[asyncpg.Record, list[Envelope]]:
-        sql, params, build = self._statement(
-            stream_id,
-            events,
-            expected_version,
-            occurred_at=occurred_at,
-            spliced=spliced,
-            extra_args=extra_args,
-            recorded_at=recorded_at,
-        )
+        """Run one append statement (`_statement`) and return its row and envelopes."""
+        sql, params, build = statement
         with _conflicts(stream_id, expected_version):
             row = await conn.fetchrow(sql, *params)
         assert row is not None
         first = row["first_sequence"]
         if first is None:
-            if spliced[1]:  # held back by the caller's guard (a conflict raised above)
+            if guarded:  # held back by the caller's guard (a conflict raised above)
                 return row, []
             raise ConcurrencyConflict(stream_id, expected_version, row["actual"], aborted=False)
-        EVENTS_APPENDED.labels(self.producer).inc(len(events))
-        return row, build(first)
+        envelopes = build(first)
+        EVENTS_APPENDED.labels(self.producer).inc(len(envelopes))
+        return row, envelopes
 
     def _statement(
         self,
@@ -450,7 +444,7 @@ class EventStore:
         extra_args: Sequence[Any] = (),
         recorded_at: datetime | None = None,
         strict: bool = False,
-    ) -> tuple[str, tuple[Any, ...], Callable[[int], list[Envelope]]]:
+    ) -> _Statement:
         """The append statement, its parameters (cause and trace read now, from the caller's
         context), and how to build the envelopes once the first sequence is known."""
         now = recorded_at or self.clock.now()

@@ -179,7 +179,7 @@ async def _feed(  # noqa: PLR0917
 
 
 # What `project` writes for a new job assigned at once, as CTEs to splice before its append
-# (`EventStore.append_with`, guarded by `j`): $1-$14 the job, $15 now, $16-$19 the
+# (`EventStore.prepare_with`, guarded by `j`): $1-$14 the job, $15 now, $16-$19 the
 # assignment, $20-$21 open statuses and the local day's start, $22 the feed channel,
 # $23-$28 the timers.
 _OPENED_ASSIGNED_SQL = """
@@ -821,7 +821,8 @@ async def cases_reported(
         done.add(case.case_id)
         ctx = _context(rt, head["cfg"], prefs.get(case.insurer_code), False)
         stream = job_stream(case.case_id)
-        with _caused_by(envs[i] if envs is not None else None):  # read when prepared
+        # the append's cause and trace are read when it is prepared, inside this block
+        with _caused_by(envs[i] if envs is not None else None):
             events = _open_and_assign(rt, case, rt.clock.now(), ctx, roster)
             # expected version 0: even a writer that skipped the lock could not open a second
             # job; its ConcurrencyConflict fails the transaction, and the redelivery then
