@@ -21,8 +21,11 @@ A batch handler may dedupe itself (`batch_dedupes`): it stores every event it ha
 the event's id, with a unique key, in the same transaction, and returns the ids it had not
 stored before. The batch then writes no marks: that store is the record of what was
 processed (a redelivered event finds itself there, and a concurrent consumer handling the same
-event waits on the key and finds it too). The one-by-one path still marks, so a dead-lettered
-event stays skipped there; redelivered in a batch, it is tried again (and counts once).
+event waits on the key and finds it too). The one-by-one path (a fetch of one message, a batch
+replayed) still marks, so a dead-lettered event stays skipped there, and then hands the event
+to the batch handler too, whose answer says whether it was new: a redelivered event counts as
+a duplicate on either path. Redelivered in a batch, a dead-lettered event is tried again (and
+counts once).
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ class ConsumerSpec:
     event_types: frozenset[str] | None = None  # None: every type; others are marked and skipped
     group_id: str | None = None
     # Optional: fold a whole fetched batch at once (fresh, wanted events only, in order) in the
-    # batch transaction; the one-by-one fallback still calls `handler`.
+    # batch transaction; the one-by-one fallback still calls `handler` (with batch_dedupes,
+    # it calls batch_handler with one event).
     batch_handler: BatchHandler | None = None
     # Optional, with batch_handler: the batch handler dedupes itself (see the module doc) and
     # returns the ids of the events new to it; the batch path then writes no marks.
@@ -375,6 +379,12 @@ class EventConsumer:
         ):
             span.set_attribute("messaging.consumer.group.name", self.spec.name)
             span.set_attribute("messaging.message.id", str(env.event_id))
+            if self.spec.batch_dedupes:
+                # Its own store decides here too: an event it holds already (a fetch of one
+                # redelivered message, a batch replayed one by one) counts as a duplicate.
+                assert self.spec.batch_handler is not None
+                new = await self.spec.batch_handler(conn, [env])
+                return "handled" if new and env.event_id in new else "duplicate"
             await self.spec.handler(conn, env)
         return "handled"
 

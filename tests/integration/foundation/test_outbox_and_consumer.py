@@ -376,6 +376,17 @@ async def test_self_deduping_batch_handler_writes_no_marks_and_counts_once(
             # the batches left no marks: the handler's key was the record
             assert await conn.fetchval("SELECT count(*) FROM processed_events") == 0
 
+        # A fetch of one redelivered message goes the one-by-one way: a duplicate there too.
+        records = await read_topic(settings, settings.topic("intake"), expect=6)
+        assert len(records) == 6
+        handled = second.stats.handled
+        for record in records:
+            await second.process([record])
+        assert second.stats.handled == handled
+        assert second.stats.skipped_duplicates >= first.stats.handled + 6
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT sum(n) FROM tally") == 6
+
 
 async def test_backlog_gauge_counts_what_a_full_batch_left_and_zero_once_drained(
     settings: Settings,
