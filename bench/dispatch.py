@@ -299,9 +299,8 @@ async def post_cases(  # noqa: PLR0917
                 }
                 data = json.dumps(body, ensure_ascii=False).encode()
                 with contextlib.suppress(OSError, TimeoutError, asyncio.IncompleteReadError):
-                    status, answer = await asyncio.wait_for(
-                        client.request("POST", "/v1/cases", data, headers), timeout=30
-                    )
+                    async with asyncio.timeout(30):
+                        status, answer = await client.request("POST", "/v1/cases", data, headers)
                     if status == 201:
                         sent[json.loads(answer)["case_id"]] = due
 
