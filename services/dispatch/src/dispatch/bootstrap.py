@@ -27,6 +27,7 @@ def make_definition(dispatch_settings: DispatchSettings | None = None) -> Servic
         rt.extras["dispatch_settings"] = dispatch_settings or DispatchSettings()
         rt.extras.setdefault("hub", FeedHub())
         rt.extras.setdefault("sms", LogSmsGateway(rt.settings.data_dir / "sms-dispatch.log"))
+        await handlers.arm_pruning(rt)
         if rt.settings.demo:
             roster = await demo.seed(rt)
             await demo.write_credentials(rt, roster)
@@ -75,6 +76,7 @@ def make_definition(dispatch_settings: DispatchSettings | None = None) -> Servic
             "notify_sms": bind(handlers.on_notify_sms),
             "notify_customer": bind(handlers.on_notify_customer),
             "notify_webhook": bind(handlers.on_notify_webhook),
+            handlers.PRUNE_TIMER: bind(handlers.on_prune),
         }
 
     def background(rt: Runtime):  # type: ignore[no-untyped-def]

@@ -945,6 +945,61 @@ async def on_ack_timeout(
     await record(rt, conn, job_stream(case_id), events, state.version)
 
 
+PRUNE_TIMER = "prune"
+PRUNE_CHUNK = 5_000  # rows per table per pass: a short transaction; a full pass re-arms soon
+FEED_PRUNED_KEY = "feed_pruned_through"  # dispatch_config: the last feed position pruned
+
+
+async def arm_pruning(rt: Runtime) -> None:
+    """Due now, then every `prune_interval_s` (`on_prune` re-arms itself); each start moves it
+    to now, so a service down for a while prunes when it comes back."""
+    async with rt.pool.acquire() as conn:
+        await schedule(conn, PRUNE_TIMER, PRUNE_TIMER, rt.clock.now(), {})
+
+
+async def on_prune(rt: Runtime, conn: asyncpg.Connection, timer: Timer, now: datetime) -> None:
+    """Drop the rows only the live service needed, once older than `retention_days`: the
+    stream's feed rows (the oldest first, by position; the position pruned through is kept,
+    and a phone resuming from before it gets a snapshot instead) and the assignment rows (the
+    fairness count reads today's only). The events keep the whole history."""
+    ds = dsettings(rt)
+    before = now - timedelta(days=ds.retention_days)
+    row = await conn.fetchrow(
+        """WITH head AS (SELECT seq, at FROM job_feed ORDER BY seq LIMIT $2),
+                feed AS (DELETE FROM job_feed WHERE seq IN (SELECT seq FROM head WHERE at < $1)
+                         RETURNING seq),
+                asg AS (DELETE FROM assignments WHERE (job_id, attempt) IN (
+                            SELECT job_id, attempt FROM assignments
+                            WHERE assigned_at < $1 ORDER BY assigned_at LIMIT $2)
+                        RETURNING 1),
+                mark AS (INSERT INTO dispatch_config (key, value)
+                         SELECT $3, to_jsonb(max(seq)) FROM feed HAVING count(*) > 0
+                         ON CONFLICT (key) DO UPDATE SET value = to_jsonb(GREATEST(
+                             (dispatch_config.value #>> '{}')::bigint,
+                             (EXCLUDED.value #>> '{}')::bigint)))
+           SELECT (SELECT count(*) FROM feed) AS feed, (SELECT count(*) FROM asg) AS asg""",
+        before,
+        PRUNE_CHUNK,
+        FEED_PRUNED_KEY,
+    )
+    assert row is not None
+    full = max(row["feed"], row["asg"]) >= PRUNE_CHUNK
+    if row["feed"] or row["asg"]:
+        log.info(
+            "pruned",
+            extra={"cd_feed_rows": row["feed"], "cd_assignment_rows": row["asg"]},
+        )
+    again = timedelta(seconds=1.0 if full else ds.prune_interval_s)
+    await schedule(conn, PRUNE_TIMER, PRUNE_TIMER, now + again, {})
+
+
+async def feed_pruned_through(conn: asyncpg.Connection) -> int:
+    value = await conn.fetchval(
+        "SELECT (value #>> '{}')::bigint FROM dispatch_config WHERE key = $1", FEED_PRUNED_KEY
+    )
+    return int(value or 0)
+
+
 async def _still_for(conn: asyncpg.Connection, payload: dict[str, Any]) -> asyncpg.Record | None:
     """The job, if it is still the payload's surveyor's (and attempt's), with that surveyor's
     name and phone (`surveyor_name`, `surveyor_phone`): one round trip per notification."""

@@ -22,6 +22,14 @@ class DispatchSettings(BaseSettings):
         description="CaseReported per consumer transaction at most: a job reaches its surveyor "
         "only when the batch that assigned it commits",
     )
+    retention_days: float = Field(
+        7.0,
+        ge=1,
+        description="live-stream feed rows and assignment rows older than this are pruned (the "
+        "events keep the whole history; a phone resuming from before the pruned rows gets a "
+        "snapshot of its open jobs)",
+    )
+    prune_interval_s: float = Field(3600.0, gt=0, description="how often the pruning runs")
     consumer_group: str | None = Field(
         None, description="override the Kafka consumer group (default: per service)"
     )

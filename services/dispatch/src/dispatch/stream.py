@@ -28,7 +28,14 @@ import asyncpg
 from claimdesk.events.dispatch import JobNotified
 from claimdesk.eventstore import ANY, ConcurrencyConflict
 
-from dispatch.handlers import OPEN, job_json, job_stream, record, record_any
+from dispatch.handlers import (
+    OPEN,
+    feed_pruned_through,
+    job_json,
+    job_stream,
+    record,
+    record_any,
+)
 
 if TYPE_CHECKING:
     from claimdesk.service import Runtime
@@ -43,6 +50,10 @@ async def feed_events(
     hub = rt.extras["hub"]
     wake = hub.subscribe(surveyor_id)
     try:
+        if last_id is not None:
+            async with rt.pool.acquire() as conn:
+                if last_id < await feed_pruned_through(conn):
+                    last_id = None  # rows after it may be pruned: start over from a snapshot
         if last_id is None:
             async with rt.pool.acquire() as conn:
                 last = int(
