@@ -2,8 +2,9 @@
 
 Tokens are HS256 JWTs signed with CLAIMDESK_TOKEN_SECRET and verified locally by each
 service (no shared table). Insurer API keys are opaque and checked by intake alone. A token
-carries `jti`, so intake can revoke one; other services learn revocations from nothing yet
-and rely on short lifetimes (see docs/operations.md).
+carries `jti`, so intake can revoke one: intake refuses it from its own table, and every other
+service from the revocations it learns from the intake topic (`claimdesk.revocations`; the
+runtime's `revoked_tokens`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import jwt
 from fastapi import Depends, Request
@@ -106,18 +107,25 @@ def admin_matches(expected: str | None, presented: str) -> bool:
     return expected is not None and secrets.compare_digest(expected.encode(), presented.encode())
 
 
+def principal_for_token(runtime: Any, token: str) -> Principal:
+    """The admin token, else a signed staff or surveyor token that was not revoked (the
+    runtime's `revoked_tokens`: what this service learned from intake)."""
+    settings = runtime.settings
+    admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+    if admin_matches(admin, token):
+        return Principal(subject="admin", role="admin", name="administrator", number="admin")
+    principal = verify_token(settings.secret(), token)
+    if principal.token_id is not None and principal.token_id in runtime.revoked_tokens:
+        raise Unauthorized("token revoked")
+    return principal
+
+
 def principal_from_request(request: Request) -> Principal:
-    """Verify the bearer token: the admin token, else a signed staff or surveyor token."""
+    """Verify the bearer token (`principal_for_token`)."""
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
         return cached
-    token = bearer(request)
-    settings = request.app.state.runtime.settings
-    admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-    if admin_matches(admin, token):
-        principal = Principal(subject="admin", role="admin", name="administrator", number="admin")
-    else:
-        principal = verify_token(settings.secret(), token)
+    principal = principal_for_token(request.app.state.runtime, bearer(request))
     request.state.principal = principal
     return principal
 

@@ -12,7 +12,8 @@ decoded goes there at once.
 
 Messages whose `event_type` header names a type the consumer does not handle are skipped
 before decoding, with no database work (a fetch of only such messages commits its offsets and
-nothing else).
+nothing else). So is a message without the header whose type this code does not know, when the
+consumer takes only some types (a consumer of every type dead-letters it: it cannot fold it).
 
 Batches: the consumer first tries a whole fetched batch in one transaction (fast path); if any
 handler fails, the batch is rolled back and replayed one message per transaction.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -43,7 +45,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from opentelemetry import trace
 
 from claimdesk.context import caused_by
-from claimdesk.events.base import REGISTRY, Envelope
+from claimdesk.events.base import REGISTRY, Envelope, UnknownEvent
 from claimdesk.metrics import CONSUMER_LAG, EVENTS_CONSUMED
 from claimdesk.telemetry import extract_context, headers_to_carrier, tracer
 
@@ -252,11 +254,20 @@ class EventConsumer:
 
     # -- processing -------------------------------------------------------------------------
 
-    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> _Decoded:
+    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> _Decoded | None:
+        """The message decoded, or why not; None for an event of a type unknown to this code
+        when the consumer takes only some types (it would not handle it anyway)."""
         try:
             if record.value is None:
                 raise ValueError("empty message")
             return _Decoded(record, (self.spec.decoder or REGISTRY.decode)(record.value))
+        except UnknownEvent as exc:
+            if (
+                self.spec.event_types is not None
+                and _event_type(record) not in self.spec.event_types
+            ):
+                return None
+            return _Decoded(record, None, f"undecodable message: {exc!r}"[:2000])
         except Exception as exc:
             return _Decoded(record, None, f"undecodable message: {exc!r}"[:2000])
 
@@ -279,13 +290,21 @@ class EventConsumer:
             )
         decode = self.spec.decoder or REGISTRY.decode
         out: list[_Decoded] = []
+        unknown = 0
         for r in wanted:  # _decode, inlined: the path every message takes
             value = r.value
             try:
                 env = None if value is None else decode(value)
             except Exception:
                 env = None  # _decode says why
-            out.append(self._decode(r) if env is None else _Decoded(r, env))
+            if env is not None:
+                out.append(_Decoded(r, env))
+            elif (failed := self._decode(r)) is not None:
+                out.append(failed)
+            else:
+                unknown += 1
+        if unknown:
+            EVENTS_CONSUMED.labels(self.service, self.spec.name, "ignored").inc(unknown)
         return out
 
     async def process(
@@ -502,6 +521,15 @@ class EventConsumer:
                 "cd_error": error,
             },
         )
+
+
+def _event_type(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    """The `event_type` of a message's envelope, read from its JSON (the rare path)."""
+    try:
+        value = json.loads(record.value or b"").get("event_type")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:

@@ -231,4 +231,17 @@ CORE_MIGRATIONS: list[Migration] = [
         END $$;
         """,
     ),
+    Migration(
+        "core",
+        5,
+        "revoked_tokens",
+        """
+        -- Staff tokens revoked at intake, as this service learned them (claimdesk.revocations).
+        CREATE TABLE revoked_tokens (
+            token_id text PRIMARY KEY,
+            expires_at timestamptz NOT NULL,
+            revoked_at timestamptz NOT NULL
+        );
+        """,
+    ),
 ]

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from claimdesk import revocations
 from claimdesk.clock import Clock, SystemClock
 from claimdesk.consumer import ConsumerSpec, EventConsumer
 from claimdesk.db import CORE_MIGRATIONS, Migration, create_pool, migrate
@@ -61,6 +62,9 @@ class ServiceDefinition:
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
     openapi_tags: list[dict[str, Any]] = field(default_factory=list)
+    # Learn staff-token revocations from the intake topic (claimdesk.revocations); intake
+    # itself checks its own tables instead.
+    learns_revocations: bool = True
 
 
 class Runtime:
@@ -81,6 +85,8 @@ class Runtime:
         self.scheduler: TimerScheduler | None = None
         self.kafka_ready = False
         self._tasks: list[asyncio.Task[Any]] = []
+        # ids of staff tokens revoked and not expired yet (claimdesk.revocations)
+        self.revoked_tokens: frozenset[str] = frozenset()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -128,7 +134,13 @@ class Runtime:
             batch_size=s.relay_batch_size,
             poll_s=s.relay_poll_s,
         )
-        for spec in self.definition.consumers(self):
+        specs = list(self.definition.consumers(self))
+        if self.definition.learns_revocations:
+            async with self._pool.acquire() as conn:
+                await revocations.load(self, conn)
+            specs.append(revocations.consumer_spec(self))
+            self.spawn(revocations.keep_fresh(self), "revocations")
+        for spec in specs:
             if spec.group_id is None:
                 spec.group_id = f"{s.topic_prefix}{self.name}.{spec.name}"
             wait = (

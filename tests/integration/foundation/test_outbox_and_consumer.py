@@ -17,6 +17,7 @@ from claimdesk.outbox import OutboxRelay, _publish_in_batches, republish
 from claimdesk.settings import Settings
 from claimdesk.testing.plugin import eventually
 
+from tests.integration.analytics.workload import unknown_envelope
 from tests.support import case_reported, corrected, read_topic, store_in_schema
 
 
@@ -255,7 +256,8 @@ async def test_relay_is_not_held_back_by_another_long_transaction(settings: Sett
 
 async def test_unwanted_types_are_skipped_before_decoding(settings: Settings) -> None:
     """A consumer that handles some types skips the others by their header: no decoding, no
-    mark, no dead letter; a message without the header is still decoded."""
+    mark, no dead letter; a message without the header is still decoded (and skipped too if
+    its type is unknown here, dead-lettered if it cannot be read)."""
     await ensure_topics(settings)
     topic = settings.topic("intake")
     async with store_in_schema(settings, "analytics") as (pool, store):
@@ -287,11 +289,16 @@ async def test_unwanted_types_are_skipped_before_decoding(settings: Settings) ->
             )
             # no header: decoded, and so dead-lettered
             await (await producer.send(topic, b"{not json either", key=b"p1"))
+            # no header, a type this code does not know: not one it takes either, so skipped
+            await producer.send(topic, json.dumps(unknown_envelope("p0")).encode(), key=b"p0")
+            # no header, a type it takes in a version newer than this code: dead-lettered
+            future = {**unknown_envelope("p2"), "event_type": "CaseReported", "schema_version": 99}
+            await (await producer.send(topic, json.dumps(future).encode(), key=b"p2"))
         finally:
             await producer.stop()
         task = asyncio.create_task(consumer.run())
         try:
-            await eventually(lambda: consumer.stats.dead_lettered == 1, timeout=20)
+            await eventually(lambda: consumer.stats.dead_lettered == 2, timeout=20)
             await eventually(lambda: len(handled) == 3, timeout=10)
         finally:
             task.cancel()
@@ -300,7 +307,8 @@ async def test_unwanted_types_are_skipped_before_decoding(settings: Settings) ->
             letters = await conn.fetch("SELECT key, error FROM dead_letters")
     assert handled == ["CaseReported"] * 3
     assert marks == 3  # the handled events only: skipped ones leave no mark
-    assert [r["key"] for r in letters] == ["p1"]
+    assert sorted(r["key"] for r in letters) == ["p1", "p2"]
+    assert "newer than this code" in next(r["error"] for r in letters if r["key"] == "p2")
 
 
 async def test_self_deduping_batch_handler_writes_no_marks_and_counts_once(

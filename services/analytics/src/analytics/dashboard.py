@@ -19,9 +19,8 @@ from claimdesk.auth import (
     STAFF_ROLES,
     AnyStaff,
     Principal,
-    admin_matches,
+    principal_for_token,
     require_roles,
-    verify_token,
 )
 from claimdesk.errors import Forbidden, Unauthorized
 from claimdesk.service import Runtime
@@ -211,11 +210,7 @@ def token_principal(
         return require_roles(*roles)(request)
     if not token.strip():
         raise Unauthorized("empty token")
-    settings = request.app.state.runtime.settings
-    admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-    if admin_matches(admin, token):
-        return Principal(subject="admin", role="admin", number="admin")
-    principal = verify_token(settings.secret(), token)
+    principal = principal_for_token(request.app.state.runtime, token)
     if principal.role not in (*roles, "admin"):
         raise Forbidden(f"role {principal.role} may not do this; allowed: {sorted(roles)}")
     return principal

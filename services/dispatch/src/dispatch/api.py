@@ -7,10 +7,9 @@ from typing import Annotated, Any, Literal
 
 from claimdesk.auth import (
     Principal,
-    admin_matches,
     issue_token,
+    principal_for_token,
     require_roles,
-    verify_token,
 )
 from claimdesk.context import set_actor
 from claimdesk.errors import Forbidden, InvalidInput, NotFound, Unauthorized
@@ -571,11 +570,7 @@ def _stream_principal(request: Request, access_token: str | None) -> Principal:
     token = header[7:].strip() if header.lower().startswith("bearer ") else (access_token or "")
     if not token:
         raise Unauthorized("missing bearer token (Authorization header or access_token query)")
-    settings = rt_of(request).settings
-    admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-    if admin_matches(admin, token):
-        return Principal(subject="admin", role="admin", number="admin")
-    return verify_token(settings.secret(), token)
+    return principal_for_token(rt_of(request), token)
 
 
 @router.get(

@@ -730,7 +730,8 @@ async def get_staff(who: Admin, request: Request) -> list[dict[str, Any]]:
     "/staff/{number}/tokens/rotate",
     response_model=StaffToken,
     summary="Issue a new staff token, revoking older ones / 轮换令牌",
-    description="The new token is returned once; every older token of the person is revoked in intake.",
+    description="The new token is returned once; every older token of the person is revoked, "
+    "in every service (the others learn it from the intake topic within seconds).",
     responses={**AUTH, 404: err(404, "not_found", "no staff member A999")},
 )
 async def rotate_token(
@@ -739,7 +740,7 @@ async def rotate_token(
     r = rt(request)
     async with r.pool.acquire() as conn:
         return await identity.rotate_staff_token(
-            conn, number, r.settings.secret(), r.clock.now(), r.settings.token_ttl_s
+            conn, r.store, number, r.settings.secret(), r.clock.now(), r.settings.token_ttl_s
         )
 
 
@@ -747,7 +748,8 @@ async def rotate_token(
     "/staff/{number}/revoke",
     response_model=Revoked,
     summary="Deactivate a staff member and revoke their tokens / 停用员工",
-    description="Intake then refuses every token carrying this staff number.",
+    description="Intake then refuses every token carrying this staff number, and every "
+    "service refuses the person's tokens (they learn it from the intake topic within seconds).",
     responses={**AUTH, 404: err(404, "not_found", "no staff member A999")},
 )
 async def revoke_staff(
@@ -755,7 +757,7 @@ async def revoke_staff(
 ) -> dict[str, Any]:
     r = rt(request)
     async with r.pool.acquire() as conn:
-        return {"revoked": await identity.deactivate_staff(conn, number, r.clock.now())}
+        return {"revoked": await identity.deactivate_staff(conn, r.store, number, r.clock.now())}
 
 
 @admin.post(
@@ -770,7 +772,7 @@ async def revoke_one(
 ) -> dict[str, Any]:
     r = rt(request)
     async with r.pool.acquire() as conn:
-        return {"revoked": await identity.revoke_token(conn, token_id, r.clock.now())}
+        return {"revoked": await identity.revoke_token(conn, r.store, token_id, r.clock.now())}
 
 
 ROUTERS = [cases, phone, review, hooks, admin, pages.router]

@@ -43,6 +43,7 @@ def background(rt: Runtime) -> Sequence[Callable[[], Awaitable[None]]]:
 
 DEFINITION = ServiceDefinition(
     name="intake",
+    learns_revocations=False,  # it checks its own staff_tokens table on every request
     title="ClaimDesk Intake / 案件受理",
     description=(
         "Insurers entrust cases over HTTP (API key), agents register phone reports and "

@@ -71,7 +71,7 @@ async def seed(rt: Runtime) -> None:
                 token = issued["token"]
             elif token is None or not await _token_ok(conn, secret, token):
                 issued = await identity.rotate_staff_token(
-                    conn, st["number"], secret, now, s.token_ttl_s
+                    conn, rt.store, st["number"], secret, now, s.token_ttl_s
                 )
                 token = issued["token"]
             lines.append(f"staff   {st['number']:<10} {token}  ({st['role']}, {st['name']})")

@@ -3,7 +3,9 @@
 API keys are opaque (`cdk_` + 32 random bytes, URL-safe), shown once and stored as SHA-256
 hashes; the prefix lets the auth dependency tell them from staff JWTs. Staff tokens are the
 shared signed tokens (`claimdesk.auth.issue_token`); intake keeps their ids so it can revoke
-them and rejects revoked ids and deactivated staff.
+them and rejects revoked ids and deactivated staff. Each revocation is also an event
+(`StaffTokensRevoked`, stream `staff-<staff_id>`) in the same transaction: every other service
+learns it from the intake topic (`claimdesk.revocations`) and refuses those tokens too.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import asyncpg
 from claimdesk.auth import Principal, bearer, issue_token, principal_from_request
 from claimdesk.context import set_actor
 from claimdesk.errors import Conflict, Forbidden, NotFound, Unauthorized
+from claimdesk.events.intake import StaffTokensRevoked
+from claimdesk.eventstore import ANY, EventStore
 from fastapi import Request
 
 KEY_PREFIX = "cdk_"
@@ -175,8 +179,40 @@ async def create_staff(
         return await _issue(conn, row, secret, now, ttl_s)
 
 
-async def rotate_staff_token(
-    conn: asyncpg.Connection, number: str, secret: str, now: datetime, ttl_s: int
+async def _revoked(
+    conn: asyncpg.Connection,
+    store: EventStore,
+    staff: asyncpg.Record,
+    tokens: list[asyncpg.Record],
+    reason: str,
+) -> int:
+    """Record tokens just revoked (rows with token_id, expires_at) as one event, in the
+    caller's transaction; returns how many."""
+    if tokens:
+        event = StaffTokensRevoked(
+            staff_id=staff["staff_id"],
+            number=staff["number"],
+            token_ids=[t["token_id"] for t in tokens],
+            reason=reason,  # type: ignore[arg-type]
+            expires_at=max(t["expires_at"] for t in tokens),
+        )
+        await store.append(conn, f"staff-{staff['staff_id']}", [event], ANY)
+    return len(tokens)
+
+
+_REVOKE_ALL = (
+    "UPDATE staff_tokens SET revoked_at = $2 WHERE staff_id = $1 AND revoked_at IS NULL "
+    "RETURNING token_id, expires_at"
+)
+
+
+async def rotate_staff_token(  # noqa: PLR0917
+    conn: asyncpg.Connection,
+    store: EventStore,
+    number: str,
+    secret: str,
+    now: datetime,
+    ttl_s: int,
 ) -> dict[str, Any]:
     async with conn.transaction():
         staff = await conn.fetchrow("SELECT * FROM staff WHERE number = $1", number)
@@ -184,44 +220,45 @@ async def rotate_staff_token(
             raise NotFound(f"no staff member {number}")
         if staff["deactivated_at"] is not None:
             raise Conflict(f"staff member {number} is deactivated", state="deactivated")
-        await conn.execute(
-            "UPDATE staff_tokens SET revoked_at = $2 WHERE staff_id = $1 AND revoked_at IS NULL",
-            staff["staff_id"],
-            now,
-        )
+        old = await conn.fetch(_REVOKE_ALL, staff["staff_id"], now)
+        await _revoked(conn, store, staff, old, "rotated")
         return await _issue(conn, staff, secret, now, ttl_s)
 
 
-async def deactivate_staff(conn: asyncpg.Connection, number: str, now: datetime) -> int:
+async def deactivate_staff(
+    conn: asyncpg.Connection, store: EventStore, number: str, now: datetime
+) -> int:
     async with conn.transaction():
-        staff_id = await conn.fetchval(
+        staff = await conn.fetchrow(
             "UPDATE staff SET deactivated_at = coalesce(deactivated_at, $2) WHERE number = $1 "
-            "RETURNING staff_id",
+            "RETURNING staff_id, number",
             number,
             now,
         )
-        if staff_id is None:
+        if staff is None:
             raise NotFound(f"no staff member {number}")
-        result = await conn.execute(
-            "UPDATE staff_tokens SET revoked_at = $2 WHERE staff_id = $1 AND revoked_at IS NULL",
-            staff_id,
+        tokens = await conn.fetch(_REVOKE_ALL, staff["staff_id"], now)
+        return await _revoked(conn, store, staff, tokens, "deactivated")
+
+
+async def revoke_token(
+    conn: asyncpg.Connection, store: EventStore, token_id: str, now: datetime
+) -> int:
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "UPDATE staff_tokens t SET revoked_at = $2 FROM staff s "
+            "WHERE t.token_id = $1 AND t.revoked_at IS NULL AND s.staff_id = t.staff_id "
+            "RETURNING t.token_id, t.expires_at, s.staff_id, s.number",
+            token_id,
             now,
         )
-    return int(result.split()[-1])
-
-
-async def revoke_token(conn: asyncpg.Connection, token_id: str, now: datetime) -> int:
-    result = await conn.execute(
-        "UPDATE staff_tokens SET revoked_at = $2 WHERE token_id = $1 AND revoked_at IS NULL",
-        token_id,
-        now,
-    )
-    n = int(result.split()[-1])
-    if n == 0 and not await conn.fetchval(
-        "SELECT true FROM staff_tokens WHERE token_id = $1", token_id
-    ):
-        raise NotFound(f"no token {token_id}")
-    return n
+        if row is None:
+            if not await conn.fetchval(
+                "SELECT true FROM staff_tokens WHERE token_id = $1", token_id
+            ):
+                raise NotFound(f"no token {token_id}")
+            return 0
+        return await _revoked(conn, store, row, [row], "revoked")
 
 
 _STAFF_CHECK = """

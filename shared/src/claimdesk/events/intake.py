@@ -178,3 +178,20 @@ class OwnershipHandedOver(IntakeEvent):
 
     def partition_key(self) -> str | None:
         return self.case_id or self.subject_id
+
+
+class StaffTokensRevoked(IntakeEvent):
+    """Staff bearer tokens stopped being valid before they expire: revoked one by one, replaced
+    by a rotation, or with the person deactivated. Every service refuses them from then on."""
+
+    event_type = "StaffTokensRevoked"
+    staff_id: str
+    number: str
+    token_ids: list[str] = Field(description="the `jti` of each revoked token")
+    reason: Literal["revoked", "rotated", "deactivated"]
+    expires_at: datetime = Field(
+        description="when the last of them expires anyway (the refusal is needed until then)"
+    )
+
+    def partition_key(self) -> str | None:
+        return f"staff-{self.staff_id}"
