@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from analytics.bootstrap import DEFINITION
 from analytics.codec import decode_fast
 from analytics.consumers import consumer_specs, fold_config
-from analytics.folder import Folder
+from analytics.folder import Folder, share_tables
+from analytics.rebuild import SHADOW, prepare_shadow, swap_in
 from analytics.settings import AnalyticsSettings
 from analytics.tables import MIGRATIONS
 from claimdesk.clock import SystemClock
@@ -87,5 +88,45 @@ async def test_two_folds_of_the_same_events_store_and_count_each_once(settings: 
             )
             assert again == 30
             assert await conn.fetchval("SELECT count(*) FROM processed_events") == 0
+    finally:
+        await pool.close()
+
+
+async def test_a_rebuild_swap_and_a_live_fold_wait_for_each_other_without_deadlock(
+    settings: Settings,
+) -> None:
+    """A live fold holds an entity row when a rebuild's swap begins, then stores its history:
+    the swap waits for it (and would otherwise take the history first and wait on the row:
+    a deadlock, the swap cancelled); afterwards the swap catches up with what it committed."""
+    assert settings.database_url
+    runtime = Runtime(DEFINITION, settings, SystemClock())
+    pool = await create_pool(settings.database_url, runtime.schema, min_size=2, max_size=3)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn, runtime.schema, [*CORE_MIGRATIONS, *MIGRATIONS])
+        cfg = fold_config(AnalyticsSettings())
+        events = [published(f"W{i}") for i in range(4)]
+        async with pool.acquire() as conn, conn.transaction():
+            await Folder(cfg).apply(conn, events[:2])
+        async with pool.acquire() as live, pool.acquire() as swapper:
+            tx = live.transaction()
+            await tx.start()
+            # a live fold's first statements: the shared lock, then its entity rows
+            await share_tables(live)
+            await live.execute("SELECT case_id FROM cases WHERE case_id = 'W0' FOR UPDATE")
+            await prepare_shadow(swapper)
+            swap = asyncio.create_task(
+                swap_in(swapper, Folder(cfg, suffix=SHADOW, copy_history=True))
+            )
+            await asyncio.sleep(1.5)  # longer than Postgres's deadlock_timeout (1 s)
+            assert not swap.done()
+            # the rest of the fold: its history and its upserts
+            assert await Folder(cfg).apply(live, events[2:]) == events[2:]
+            await tx.commit()
+            caught = await asyncio.wait_for(swap, 15)
+        assert caught == 4  # all four were in the live history when the swap caught up
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM case_events") == 4
+            assert await conn.fetchval("SELECT count(*) FROM cases") == 4
     finally:
         await pool.close()

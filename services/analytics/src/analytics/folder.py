@@ -36,6 +36,13 @@ from analytics.tables import (
 )
 
 NOTIFY_CHANNEL = "analytics_changed"
+# The live tables' advisory lock (per schema): every live fold transaction holds it shared from
+# its first statement; a rebuild's swap takes it alone before it touches a table. So the swap
+# waits for the folds under way, and the folds that come during it wait for the swap: neither
+# can hold a table the other needs while waiting for another (a fold locks entity rows first
+# and the history second; the swap, the history first and the entity tables when it drops
+# them: without the lock the two could deadlock, and Postgres would cancel the swap).
+TABLES_LOCK_KEY = "hashtext(current_schema() || '.analytics-tables')"
 FOLD_SLICE = 50  # events folded between two turns of the event loop (the history COPY goes on)
 
 
@@ -142,6 +149,8 @@ class Folder:
         unique = self._new(events)
         if not unique:
             return unique
+        if not self.suffix:
+            await share_tables(conn)
         known = [e for e in unique if is_known(e)]
         targets = [route(e) for e in known]
         loaded = await self._load_rows(conn, keys_by_table(known, targets))
@@ -230,6 +239,16 @@ class Folder:
             rows = [result.escalations[k] for k in sorted(result.escalations)]
             out.append((self._escalation_sql, [_json_rows(rows)]))
         return out
+
+
+async def share_tables(conn: asyncpg.Connection) -> None:
+    """A live fold's first statement (see TABLES_LOCK_KEY); held until its transaction ends."""
+    await conn.execute(f"SELECT pg_advisory_xact_lock_shared({TABLES_LOCK_KEY})")
+
+
+async def take_tables(conn: asyncpg.Connection) -> None:
+    """A swap's first statement: waits for the live folds under way, holds off new ones."""
+    await conn.execute(f"SELECT pg_advisory_xact_lock({TABLES_LOCK_KEY})")
 
 
 def _json_rows(rows: list[Row]) -> str:

@@ -31,7 +31,7 @@ from claimdesk.service import Runtime
 from claimdesk.settings import Settings
 
 from analytics.codec import STORE_COLUMNS, decode_fast, decode_store_row_fast
-from analytics.folder import Folder
+from analytics.folder import Folder, take_tables
 from analytics.projections import FoldConfig
 from analytics.tables import ALL_TABLES, CASE_EVENTS, PROJECTION_VERSION
 
@@ -175,6 +175,7 @@ async def swap_in(conn: asyncpg.Connection, folder: Folder) -> int:
             await conn.execute(t.index_sql(f"{t.name}{SHADOW}"))
         await conn.execute(f"ALTER TABLE {t.name}{SHADOW} SET LOGGED")
     async with conn.transaction():
+        await take_tables(conn)  # no live fold under way from here to the commit
         await conn.execute(f"LOCK TABLE {CASE_EVENTS.name} IN EXCLUSIVE MODE")
         rows = await conn.fetch(
             f"""SELECT l.event_id, l.event_type, l.schema_version, l.stream_id, l.sequence,
