@@ -90,6 +90,11 @@ class ConsumerSpec:
     # settings' kafka_background_fetch_max_wait_ms (fewer, fuller fetches) instead of the
     # short wait that latency-bound consumers (dispatch's assignment) need.
     background: bool = False
+    # Optional: how long the broker may hold a fetch, and how many bytes it waits for, overriding
+    # the above (a consumer of rare events among many others, such as token revocations, asks
+    # seldom instead of on every message).
+    fetch_max_wait_ms: int | None = None
+    fetch_min_bytes: int | None = None
 
 
 @dataclass(slots=True)

@@ -138,21 +138,30 @@ class Runtime:
         if self.definition.learns_revocations:
             async with self._pool.acquire() as conn:
                 await revocations.load(self, conn)
-            specs.append(revocations.consumer_spec(self))
+            host = next((x for x in specs if self.topic("intake") in x.topics), None)
+            if host is None:
+                specs.append(revocations.consumer_spec(self))
+            else:
+                revocations.ride_along(self, host)
             self.spawn(revocations.keep_fresh(self), "revocations")
         for spec in specs:
             if spec.group_id is None:
                 spec.group_id = f"{s.topic_prefix}{self.name}.{spec.name}"
-            wait = (
-                s.kafka_background_fetch_max_wait_ms
-                if spec.background
-                else s.kafka_fetch_max_wait_ms
-            )
+            fetch: dict[str, Any] = {
+                "fetch_max_wait_ms": spec.fetch_max_wait_ms
+                or (
+                    s.kafka_background_fetch_max_wait_ms
+                    if spec.background
+                    else s.kafka_fetch_max_wait_ms
+                )
+            }
+            if spec.fetch_min_bytes is not None:
+                fetch["fetch_min_bytes"] = spec.fetch_min_bytes
             self.consumers.append(
                 EventConsumer(
                     spec,
                     self._pool,
-                    functools.partial(make_consumer, s, fetch_max_wait_ms=wait),
+                    functools.partial(make_consumer, s, **fetch),
                     service=self.name,
                     max_attempts=s.consumer_max_attempts,
                 )
