@@ -4,10 +4,13 @@ counted once. The history's key is the dedupe; the consumer writes no marks for 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import asyncpg
 from analytics.bootstrap import DEFINITION
 from analytics.codec import decode_fast
 from analytics.consumers import consumer_specs, fold_config
@@ -48,14 +51,23 @@ def published(case_id: str) -> Envelope:
     return decode_fast(wire_message(row)[1])  # type: ignore[arg-type]
 
 
-async def test_two_folds_of_the_same_events_store_and_count_each_once(settings: Settings) -> None:
+@contextlib.asynccontextmanager
+async def analytics_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on this test's analytics schema, migrated."""
     assert settings.database_url
-    runtime = Runtime(DEFINITION, settings, SystemClock())
-    assert consumer_specs(runtime)[0].batch_dedupes
-    pool = await create_pool(settings.database_url, runtime.schema, min_size=2, max_size=3)
+    schema = settings.schema_name("analytics")
+    pool = await create_pool(settings.database_url, schema, min_size=2, max_size=3)
     try:
         async with pool.acquire() as conn:
-            await migrate(conn, runtime.schema, [*CORE_MIGRATIONS, *MIGRATIONS])
+            await migrate(conn, schema, [*CORE_MIGRATIONS, *MIGRATIONS])
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def test_two_folds_of_the_same_events_store_and_count_each_once(settings: Settings) -> None:
+    assert consumer_specs(Runtime(DEFINITION, settings, SystemClock()))[0].batch_dedupes
+    async with analytics_pool(settings) as pool:
         cfg = fold_config(AnalyticsSettings())
         events = [published(f"R{i}") for i in range(30)]
         first, second = events[:20], events[10:]  # ten in both
@@ -88,8 +100,6 @@ async def test_two_folds_of_the_same_events_store_and_count_each_once(settings: 
             )
             assert again == 30
             assert await conn.fetchval("SELECT count(*) FROM processed_events") == 0
-    finally:
-        await pool.close()
 
 
 async def test_a_rebuild_swap_and_a_live_fold_wait_for_each_other_without_deadlock(
@@ -98,12 +108,7 @@ async def test_a_rebuild_swap_and_a_live_fold_wait_for_each_other_without_deadlo
     """A live fold holds an entity row when a rebuild's swap begins, then stores its history:
     the swap waits for it (and would otherwise take the history first and wait on the row:
     a deadlock, the swap cancelled); afterwards the swap catches up with what it committed."""
-    assert settings.database_url
-    runtime = Runtime(DEFINITION, settings, SystemClock())
-    pool = await create_pool(settings.database_url, runtime.schema, min_size=2, max_size=3)
-    try:
-        async with pool.acquire() as conn:
-            await migrate(conn, runtime.schema, [*CORE_MIGRATIONS, *MIGRATIONS])
+    async with analytics_pool(settings) as pool:
         cfg = fold_config(AnalyticsSettings())
         events = [published(f"W{i}") for i in range(4)]
         async with pool.acquire() as conn, conn.transaction():
@@ -128,5 +133,3 @@ async def test_a_rebuild_swap_and_a_live_fold_wait_for_each_other_without_deadlo
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM case_events") == 4
             assert await conn.fetchval("SELECT count(*) FROM cases") == 4
-    finally:
-        await pool.close()
