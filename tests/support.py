@@ -80,3 +80,18 @@ async def read_topic(settings: Settings, topic: str, expect: int, timeout_s: flo
         return out
     finally:
         await consumer.stop()
+
+
+async def publish_store(
+    settings: Settings, pool: asyncpg.Pool, store: EventStore, service: str = "intake"
+) -> int:
+    """Publish every event of a store to its topic (a fresh producer); returns how many."""
+    from claimdesk.kafka import make_producer
+    from claimdesk.outbox import republish
+
+    producer = make_producer(settings, "t-publish-store")
+    await producer.start()
+    try:
+        return await republish(pool, store, producer, service=service)
+    finally:
+        await producer.stop()

@@ -18,7 +18,13 @@ from claimdesk.settings import Settings
 from claimdesk.testing.plugin import eventually
 
 from tests.integration.analytics.workload import unknown_envelope
-from tests.support import case_reported, corrected, read_topic, store_in_schema
+from tests.support import (
+    case_reported,
+    corrected,
+    publish_store,
+    read_topic,
+    store_in_schema,
+)
 
 
 def relay_for(pool: asyncpg.Pool, settings: Settings, factory=None) -> OutboxRelay:  # type: ignore[no-untyped-def]
@@ -352,12 +358,7 @@ async def test_self_deduping_batch_handler_writes_no_marks_and_counts_once(
         async with pool.acquire() as conn:
             for c in range(6):
                 await store.append(conn, f"d{c}", [case_reported(f"d{c}")], 0)
-        producer = make_producer(settings, "t-raw")
-        await producer.start()
-        try:
-            await republish(pool, store, producer, service="intake")
-        finally:
-            await producer.stop()
+        await publish_store(settings, pool, store)
 
         first = crashing_consumer(spec, pool, settings)
         with pytest.raises(Crash):

@@ -9,13 +9,11 @@ from claimdesk.auth import issue_token, principal_for_token
 from claimdesk.errors import Unauthorized
 from claimdesk.events.intake import StaffTokensRevoked
 from claimdesk.eventstore import ANY
-from claimdesk.kafka import make_producer
-from claimdesk.outbox import republish
 from claimdesk.service import ServiceDefinition
 from claimdesk.settings import Settings
 from claimdesk.testing.plugin import eventually
 
-from tests.support import store_in_schema
+from tests.support import publish_store, store_in_schema
 
 
 async def test_a_service_without_an_intake_consumer_learns_revocations_with_its_own(
@@ -43,12 +41,7 @@ async def test_a_service_without_an_intake_consumer_learns_revocations_with_its_
         )
         async with pool.acquire() as conn:
             await store.append(conn, "staff-stf_1", [revoked], ANY)
-        producer = make_producer(settings, "t-revocations")
-        await producer.start()
-        try:
-            await republish(pool, store, producer, service="intake")
-        finally:
-            await producer.stop()
+        await publish_store(settings, pool, store)
         await eventually(lambda: jti in svc.runtime.revoked_tokens, timeout=20)
         with pytest.raises(Unauthorized, match="revoked"):
             principal_for_token(svc.runtime, token)
