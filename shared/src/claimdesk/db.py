@@ -244,4 +244,13 @@ CORE_MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        "core",
+        6,
+        "timers_fired",
+        """
+        -- The scheduler deletes timers fired long ago, the oldest first (timers.prune_fired).
+        CREATE INDEX timers_fired ON timers (fired_at) WHERE fired_at IS NOT NULL;
+        """,
+    ),
 ]

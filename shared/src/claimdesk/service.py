@@ -15,6 +15,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -169,7 +170,12 @@ class Runtime:
         timer_handlers = self.definition.timers(self)
         if timer_handlers:
             self.scheduler = TimerScheduler(
-                self._pool, self.clock, timer_handlers, service=self.name, poll_s=s.timer_poll_s
+                self._pool,
+                self.clock,
+                timer_handlers,
+                service=self.name,
+                poll_s=s.timer_poll_s,
+                keep_fired=timedelta(days=s.timer_keep_fired_days),
             )
             self.spawn(self.scheduler.run(), "timers")
         self.spawn(self._start_kafka(), "kafka")

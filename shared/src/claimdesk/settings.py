@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = Field(5, ge=1)
     consumer_batch_size: int = Field(500, ge=1)
     timer_poll_s: float = Field(0.2, gt=0)
+    timer_keep_fired_days: float = Field(
+        7.0, gt=0, description="fired timers are deleted this long after they fired"
+    )
     # Freeze the start-up heap out of the garbage collector's way (claimdesk.service); off in
     # the test harness, where many services start and stop in one process.
     gc_freeze: bool = True

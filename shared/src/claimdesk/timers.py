@@ -7,6 +7,10 @@ number of processes, each timer fires exactly once (a failing handler rolls its 
 everything else). A failing handler is retried on the next pass and its error kept on the row.
 A handler sees its own timer already marked fired, so it can re-arm its own id (`schedule`
 sets fired_at back to NULL) and cancelling its own id changes nothing.
+
+Fired timers are kept `keep_fired` (settings: `timer_keep_fired_days`, 7) for whoever looks
+into what fired when, then deleted by the scheduler, the oldest first, a chunk at a time about
+once an hour (`prune_fired`). Scheduling an id again after that simply creates it anew.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -31,6 +35,8 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 20
 OPEN_GAUGE_EVERY_S = 5.0
+PRUNE_EVERY_S = 3600.0
+PRUNE_CHUNK = 5_000
 TRACE_KEY = "_trace"
 
 
@@ -90,6 +96,7 @@ class TimerScheduler:
         service: str,
         poll_s: float = 0.2,
         batch_size: int = 200,
+        keep_fired: timedelta = timedelta(days=7),
     ) -> None:
         self.pool = pool
         self.clock = clock
@@ -100,6 +107,8 @@ class TimerScheduler:
         self.fired = 0
         self.running = False
         self._gauge_at = 0.0
+        self.keep_fired = keep_fired
+        self._prune_at = time.monotonic() + 60.0  # not in the way of a start
 
     async def run(self) -> None:
         self.running = True
@@ -112,10 +121,34 @@ class TimerScheduler:
                 except Exception as exc:
                     log.warning("timer pass failed", extra={"cd_error": repr(exc)})
                     n = 0
+                if time.monotonic() >= self._prune_at:
+                    await self._prune()
                 if n < self.batch_size:
                     await asyncio.sleep(await self._sleep_for())
         finally:
             self.running = False
+
+    async def _prune(self) -> None:
+        try:
+            full = await self.prune_fired() == PRUNE_CHUNK
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("fired timers not pruned", extra={"cd_error": repr(exc)})
+            full = False
+        self._prune_at = time.monotonic() + (1.0 if full else PRUNE_EVERY_S)
+
+    async def prune_fired(self) -> int:
+        """Delete up to PRUNE_CHUNK timers fired more than `keep_fired` ago; how many."""
+        async with self.pool.acquire() as conn:
+            result = await conn.execute(
+                """DELETE FROM timers WHERE timer_id IN (
+                       SELECT timer_id FROM timers WHERE fired_at < $1
+                       ORDER BY fired_at LIMIT $2)""",
+                self.clock.now() - self.keep_fired,
+                PRUNE_CHUNK,
+            )
+        return int(result.split()[-1])
 
     async def _sleep_for(self) -> float:
         # min(due_at) is one index probe; count(*) scans every open timer (ms per 10k), so the

@@ -310,6 +310,7 @@ async def test_migrations_upgrade_an_older_database_in_place(settings: Settings)
                 "core/0003_queue_table_vacuum",
                 "core/0004_stream_conflict",
                 "core/0005_revoked_tokens",
+                "core/0006_timers_fired",
             ]
             assert await migrate(conn, schema, CORE_MIGRATIONS) == []
             assert await conn.fetchval("SELECT count(*) FROM events") == 1
