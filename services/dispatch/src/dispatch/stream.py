@@ -50,12 +50,10 @@ async def feed_events(
     hub = rt.extras["hub"]
     wake = hub.subscribe(surveyor_id)
     try:
-        if last_id is not None:
-            async with rt.pool.acquire() as conn:
-                if last_id < await feed_pruned_through(conn):
-                    last_id = None  # rows after it may be pruned: start over from a snapshot
-        if last_id is None:
-            async with rt.pool.acquire() as conn:
+        async with rt.pool.acquire() as conn:
+            if last_id is not None and last_id < await feed_pruned_through(conn):
+                last_id = None  # rows after it may be pruned: start over from a snapshot
+            if last_id is None:
                 last = int(
                     await conn.fetchval(
                         "SELECT coalesce(max(seq), 0) FROM job_feed WHERE surveyor_id = $1",
@@ -68,6 +66,7 @@ async def feed_events(
                     surveyor_id,
                     [*OPEN, "survey_completed"],
                 )
+        if last_id is None:
             yield {
                 "event": "snapshot",
                 "id": str(last),

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from claimdesk.auth import Principal, bearer, issue_token, principal_from_request
@@ -184,7 +184,7 @@ async def _revoked(
     store: EventStore,
     staff: asyncpg.Record,
     tokens: list[asyncpg.Record],
-    reason: str,
+    reason: Literal["revoked", "rotated", "deactivated"],
 ) -> int:
     """Record tokens just revoked (rows with token_id, expires_at) as one event, in the
     caller's transaction; returns how many."""
@@ -193,7 +193,7 @@ async def _revoked(
             staff_id=staff["staff_id"],
             number=staff["number"],
             token_ids=[t["token_id"] for t in tokens],
-            reason=reason,  # type: ignore[arg-type]
+            reason=reason,
             expires_at=max(t["expires_at"] for t in tokens),
         )
         await store.append(conn, f"staff-{staff['staff_id']}", [event], ANY)
