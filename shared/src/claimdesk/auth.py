@@ -4,11 +4,14 @@ Tokens are HS256 JWTs signed with CLAIMDESK_TOKEN_SECRET and verified locally by
 service (no shared table). Insurer API keys are opaque and checked by intake alone. A token
 carries `jti`, so intake can revoke one: intake refuses it from its own table, and every other
 service from the revocations it learns from the intake topic (`claimdesk.revocations`; the
-runtime's `revoked_tokens`).
+runtime's `revoked_tokens`). A service may refuse more through its runtime's `token_check`
+(dispatch: a surveyor's tokens of an older generation, or of a retired surveyor). A live
+stream asks `refusal` every `REVALIDATE_S` and ends (`revoked_sse`) once its token is refused.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from collections.abc import Callable
@@ -37,6 +40,8 @@ class Principal(BaseModel):
     team: str | None = None
     insurer_code: str | None = None
     token_id: str | None = None
+    # surveyor tokens: rotating a surveyor's token voids those of earlier generations
+    token_generation: int = 0
 
     @property
     def actor(self) -> str:
@@ -55,6 +60,7 @@ def issue_token(
     name: str = "",
     number: str | None = None,
     team: str | None = None,
+    generation: int = 0,
 ) -> tuple[str, str]:
     """Sign a token; returns (token, token id)."""
     jti = uuid.uuid4().hex
@@ -66,6 +72,7 @@ def issue_token(
         "num": number,
         "team": team,
         "jti": jti,
+        "gen": generation,
         "iat": int(now.timestamp()),
         "exp": int((now + ttl).timestamp()),
     }
@@ -92,6 +99,7 @@ def verify_token(secret: str, token: str, now: datetime | None = None) -> Princi
         number=claims.get("num"),
         team=claims.get("team"),
         token_id=claims.get("jti"),
+        token_generation=int(claims.get("gen") or 0),
     )
 
 
@@ -115,9 +123,29 @@ def principal_for_token(runtime: Any, token: str) -> Principal:
     if admin_matches(admin, token):
         return Principal(subject="admin", role="admin", name="administrator", number="admin")
     principal = verify_token(settings.secret(), token)
-    if principal.token_id is not None and principal.token_id in runtime.revoked_tokens:
-        raise Unauthorized("token revoked")
+    refused = refusal(runtime, principal)
+    if refused is not None:
+        raise Unauthorized(refused)
     return principal
+
+
+def refusal(runtime: Any, principal: Principal) -> str | None:
+    """Why this verified token is no longer accepted here, or None."""
+    if principal.role == "admin":
+        return None
+    if principal.token_id is not None and principal.token_id in runtime.revoked_tokens:
+        return "token revoked"
+    check = getattr(runtime, "token_check", None)
+    return check(principal) if check is not None else None
+
+
+REVALIDATE_S = 2.0  # how often a live stream asks `refusal` again
+
+
+def revoked_sse(reason: str) -> dict[str, str]:
+    """The last event of a live stream whose token is no longer accepted (`refusal`): the page
+    can say why instead of reconnecting into a 401."""
+    return {"event": "revoked", "data": json.dumps({"reason": reason})}
 
 
 def principal_from_request(request: Request) -> Principal:

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from claimdesk import revocations
+from claimdesk.auth import Principal
 from claimdesk.clock import Clock, SystemClock
 from claimdesk.consumer import ConsumerSpec, EventConsumer
 from claimdesk.db import CORE_MIGRATIONS, Migration, create_pool, migrate
@@ -88,6 +89,8 @@ class Runtime:
         self._tasks: list[asyncio.Task[Any]] = []
         # ids of staff tokens revoked and not expired yet (claimdesk.revocations)
         self.revoked_tokens: frozenset[str] = frozenset()
+        # a service's own further refusals of verified tokens: the reason, or None (auth.refusal)
+        self.token_check: Callable[[Principal], str | None] | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -3,6 +3,7 @@ travels as a StaffTokensRevoked event over the real broker."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -11,6 +12,8 @@ from claimdesk.testing.plugin import eventually
 from complaints.bootstrap import DEFINITION as COMPLAINTS
 from dispatch.bootstrap import DEFINITION as DISPATCH
 from intake.bootstrap import DEFINITION as INTAKE
+
+from tests.integration.dispatch.helpers import SseReader
 
 
 async def test_rotated_and_deactivated_tokens_are_refused_by_every_service(start_service) -> None:  # type: ignore[no-untyped-def]
@@ -42,12 +45,24 @@ async def test_rotated_and_deactivated_tokens_are_refused_by_every_service(start
 
         assert await statuses(first) == [200, 200, 200]
 
-        # rotation: the old token goes everywhere, the new one works everywhere
-        r = await intake.client.post(
-            "/v1/admin/staff/S101/tokens/rotate", headers=intake.admin_headers()
-        )
-        assert r.status_code == 200, r.text
-        second = r.json()["token"]
+        # rotation: the old token goes everywhere, the new one works everywhere, and a
+        # dashboard stream opened with it ends
+        async with analytics.client.stream(
+            "GET", "/v1/dashboard/stream", params={"token": first}
+        ) as resp:
+            sse = SseReader(resp)
+            assert (await sse.next()).event == "snapshot"
+            r = await intake.client.post(
+                "/v1/admin/staff/S101/tokens/rotate", headers=intake.admin_headers()
+            )
+            assert r.status_code == 200, r.text
+            second = r.json()["token"]
+            ev = await sse.next(timeout=20)
+            for _ in range(20):  # snapshots of the live dashboard may come first
+                if ev.event != "snapshot":
+                    break
+                ev = await sse.next(timeout=20)
+            assert ev.event == "revoked" and json.loads(ev.data)["reason"] == "token revoked"
         await eventually(lambda: refused(first), timeout=20)
         answer: Any = (
             await dispatch.client.get(

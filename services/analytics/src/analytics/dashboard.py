@@ -16,11 +16,14 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 from claimdesk.auth import (
+    REVALIDATE_S,
     STAFF_ROLES,
     AnyStaff,
     Principal,
     principal_for_token,
+    refusal,
     require_roles,
+    revoked_sse,
 )
 from claimdesk.errors import Forbidden, Unauthorized
 from claimdesk.service import Runtime
@@ -262,7 +265,8 @@ async def dashboard_snapshot(request: Request, _: AnyStaff) -> dict[str, Any]:
     tags=["dashboard"],
     summary="Dashboard updates as server-sent events",
     description="Sends `snapshot` events: one at once, then one after every committed fold "
-    "(debounced 100 ms) and at least every 15 s. Staff token as bearer or `?token=`.",
+    "(debounced 100 ms) and at least every 15 s. Staff token as bearer or `?token=`; once it "
+    "is revoked, one `revoked` event {reason} ends the stream.",
     responses={
         200: {"content": {"text/event-stream": {"example": "event: snapshot\ndata: {...}\n\n"}}}
     },
@@ -273,17 +277,24 @@ async def dashboard_stream(
         str | None, Query(description="staff token (EventSource sends no headers)")
     ] = None,
 ) -> EventSourceResponse:
-    token_principal(request, token)
+    principal = token_principal(request, token)
     runtime: Runtime = request.app.state.runtime
     b = broadcast(runtime)
 
     async def events() -> AsyncIterator[dict[str, str]]:
         seen = b.version
         yield {"event": "snapshot", "data": await shared_snapshot(runtime, seen)}
+        sent = time.monotonic()
         while True:
-            seen = await b.wait(seen, 15.0)
+            now = await b.wait(seen, REVALIDATE_S)
+            if (refused := refusal(runtime, principal)) is not None:
+                yield revoked_sse(refused)  # the token was revoked meanwhile: the stream ends
+                return
+            if now == seen and time.monotonic() - sent < 15.0:
+                continue
             await asyncio.sleep(0.1)  # debounce bursts of commits
             seen = b.version
             yield {"event": "snapshot", "data": await shared_snapshot(runtime, seen)}
+            sent = time.monotonic()
 
     return EventSourceResponse(events(), ping=10)
