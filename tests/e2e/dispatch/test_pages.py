@@ -73,6 +73,17 @@ async def test_case_posted_at_intake_appears_live_on_the_surveyor_page_and_is_ac
         acked = next(t for t in r.json()["timeline"] if t["event_type"] == "JobAcknowledged")
         assert acked["actor"] == f"surveyor:{s['surveyor_id']}"
         await page.screenshot(path=str(artifact_path("dispatch-surveyor-page.png")), full_page=True)
+
+        # the phone is lost: a dispatcher rotates the token, and the open page signs out
+        r = await svc.client.post(
+            f"/v1/surveyors/{s['surveyor_id']}/token/rotate",
+            json={"reason": "phone lost"},
+            headers=admin,
+        )
+        assert r.status_code == 200, r.text
+        await page.wait_for_selector("#login:not([hidden])", timeout=10000)
+        assert "rotated" in await page.inner_text("#msg")
+        assert await page.evaluate("localStorage.getItem('cd_surveyor_token')") is None
         await page.goto("about:blank")  # close the stream before the servers stop
 
 

@@ -22,6 +22,7 @@ async def test_bad_requests_get_4xx_with_reasons(settings: Settings, start_servi
             case_id = await intake.report()
             job = await eventually(lambda: job_for_case(svc.client, admin, case_id))
         jid, sid = job["job_id"], s["surveyor_id"]
+        other = await add_surveyor(svc.client, admin, name="旁人")  # after the assignment
         c = svc.client
         checks = [
             (await c.post("/v1/jobs/J-none/ack", headers=admin), 404, "no job"),
@@ -43,7 +44,8 @@ async def test_bad_requests_get_4xx_with_reasons(settings: Settings, start_servi
             (await c.get("/v1/jobs", headers={"Authorization": "Bearer garbage"}), 401, "invalid token"),
             (await c.get("/v1/jobs", params={"limit": 0}, headers=admin), 422, "limit"),
             (await c.delete("/v1/teams/nobody/webhook", headers=admin), 404, "no webhook"),
-            (await c.post(f"/v1/jobs/{jid}/decline", json={"reason": "x"}, headers=bearer(gone["token"])), 403, "not assigned to you"),
+            (await c.post(f"/v1/jobs/{jid}/decline", json={"reason": "x"}, headers=bearer(other["token"])), 403, "not assigned to you"),
+            (await c.post(f"/v1/jobs/{jid}/decline", json={"reason": "x"}, headers=bearer(gone["token"])), 401, "surveyor retired"),
         ]  # fmt: skip
         for r, status, needle in checks:
             assert r.status_code == status, (r.request.method, r.request.url, r.text)

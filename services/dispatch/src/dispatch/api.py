@@ -12,7 +12,7 @@ from claimdesk.auth import (
     require_roles,
 )
 from claimdesk.context import set_actor
-from claimdesk.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from claimdesk.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from claimdesk.events.dispatch import (
     SurveyorAvailabilityChanged,
     SurveyorDetailsChanged,
@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sse_starlette.sse import EventSourceResponse
 
+from dispatch import access as dispatch_access
 from dispatch import domain, handlers, policy
 from dispatch.handlers import dsettings
 from dispatch.stream import feed_events
@@ -158,6 +159,13 @@ class SurveyorCreated(BaseModel):
 class RetireIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"reason": "left the firm"}]}
+    )
+    reason: str = Field(min_length=1, max_length=500, description="why / 原因")
+
+
+class RotateIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "phone lost"}]}
     )
     reason: str = Field(min_length=1, max_length=500, description="why / 原因")
 
@@ -351,7 +359,7 @@ def _job_responses() -> dict[int | str, dict[str, Any]]:
 # -- surveyors -----------------------------------------------------------------------------
 
 
-def _token_for(rt: Runtime, sid: str, name: str, team: str) -> str:
+def _token_for(rt: Runtime, sid: str, name: str, team: str, generation: int = 0) -> str:
     token, _ = issue_token(
         rt.settings.secret(),
         subject=sid,
@@ -361,6 +369,7 @@ def _token_for(rt: Runtime, sid: str, name: str, team: str) -> str:
         name=name,
         number=sid,
         team=team,
+        generation=generation,
     )
     return str(token)
 
@@ -464,8 +473,73 @@ async def retire(
     surveyor_id: str, body: RetireIn, request: Request, p: Dispatcher
 ) -> dict[str, Any]:
     set_actor(p.actor)
-    return await handlers.surveyor_event(
-        rt_of(request), surveyor_id, SurveyorRetired(surveyor_id=surveyor_id, reason=body.reason)
+    rt = rt_of(request)
+    view = await handlers.surveyor_event(
+        rt, surveyor_id, SurveyorRetired(surveyor_id=surveyor_id, reason=body.reason)
+    )
+    if (access := dispatch_access.of(rt)) is not None:
+        access.note(surveyor_id, retired=True)
+    return view
+
+
+class TokenRotated(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "surveyor_id": "S-1A2B3C4D",
+                    "token": "eyJhbGciOiJIUzI1NiIs...",
+                    "token_generation": 2,
+                }
+            ]
+        }
+    )
+    surveyor_id: str
+    token: str = Field(description="the new bearer token, shown once / 新令牌(仅显示一次)")
+    token_generation: int = Field(
+        description="tokens of a lower generation are refused / 低于此代的令牌失效"
+    )
+
+
+@router.post(
+    "/v1/surveyors/{surveyor_id}/token/rotate",
+    tags=["surveyors"],
+    summary="Rotate a surveyor's token",
+    description="Issues a new token and voids every earlier one of this surveyor "
+    "(SurveyorTokenRotated): a lost or handed-on phone. Within seconds every dispatch process "
+    "answers the old token 401 and its live stream ends. A retired surveyor's tokens are "
+    "all refused already (409 here). Dispatcher, team lead or admin.",
+    response_model=TokenRotated,
+    responses={
+        404: {
+            "content": {
+                "application/json": {
+                    "example": {"error": "not_found", "message": "no surveyor S-1"}
+                }
+            }
+        },
+        409: {
+            "content": {
+                "application/json": {
+                    "example": {"error": "conflict", "message": "surveyor S-1 is retired"}
+                }
+            }
+        },
+    },
+)
+async def rotate_token(
+    surveyor_id: str, body: RotateIn, request: Request, p: Dispatcher
+) -> TokenRotated:
+    set_actor(p.actor)
+    rt = rt_of(request)
+    row = await handlers.rotate_surveyor_token(rt, surveyor_id, body.reason)
+    generation = int(row["token_generation"])
+    if (access := dispatch_access.of(rt)) is not None:
+        access.note(surveyor_id, generation=generation)
+    return TokenRotated(
+        surveyor_id=surveyor_id,
+        token=_token_for(rt, surveyor_id, row["name"], row["team"], generation),
+        token_generation=generation,
     )
 
 
@@ -534,15 +608,26 @@ async def location(
 @router.post(
     "/v1/surveyors/{surveyor_id}/token",
     tags=["surveyors"],
-    summary="Issue a new token",
-    description="A fresh bearer token for the surveyor's app (lost phone, new device).",
-    responses=ex({"surveyor_id": "S-1A2B3C4D", "token": "eyJhbGciOi..."}),
+    summary="Issue another token",
+    description="One more bearer token for the surveyor's app (a second device); the earlier "
+    "ones keep working. For a lost phone use `/token/rotate`, which voids them. 409 for a "
+    "retired surveyor.",
+    responses=ex({"surveyor_id": "S-1A2B3C4D", "token": "eyJhbGciOi...", "token_generation": 0}),
 )
-async def new_token(surveyor_id: str, request: Request, p: Dispatcher) -> dict[str, str]:
+async def new_token(surveyor_id: str, request: Request, p: Dispatcher) -> dict[str, Any]:
     rt = rt_of(request)
     async with rt.pool.acquire() as conn:
-        s = await handlers.surveyor_view(conn, surveyor_id, rt.clock.now())
-    return {"surveyor_id": surveyor_id, "token": _token_for(rt, surveyor_id, s["name"], s["team"])}
+        row = await conn.fetchrow(
+            "SELECT name, team, retired, token_generation FROM surveyors WHERE surveyor_id = $1",
+            surveyor_id,
+        )
+    if row is None:
+        raise NotFound(f"no surveyor {surveyor_id}")
+    if row["retired"]:
+        raise Conflict(f"surveyor {surveyor_id} is retired")
+    generation = int(row["token_generation"])
+    token = _token_for(rt, surveyor_id, row["name"], row["team"], generation)
+    return {"surveyor_id": surveyor_id, "token": token, "token_generation": generation}
 
 
 @router.get(
@@ -579,7 +664,9 @@ def _stream_principal(request: Request, access_token: str | None) -> Principal:
     summary="Live job stream (server-sent events)",
     description="The surveyor's jobs as they are assigned, changed or taken away. Resumable with "
     "`Last-Event-ID` (or `?last_event_id=`); heartbeats as SSE comments. Browsers' EventSource "
-    "cannot send headers, so `?access_token=` is accepted too. See docs/dispatch.md.",
+    "cannot send headers, so `?access_token=` is accepted too. Once the token is refused "
+    "(rotated, surveyor retired, revoked) one `revoked` event {reason} ends the stream. "
+    "See docs/dispatch.md.",
     response_class=EventSourceResponse,
     responses={
         200: {
@@ -614,7 +701,7 @@ async def jobs_stream(
             raise InvalidInput("Last-Event-ID must be a feed position (a number)")
         last = int(header.strip())
     return EventSourceResponse(
-        feed_events(rt, surveyor_id, last),
+        feed_events(rt, surveyor_id, last, p),
         ping=dsettings(rt).heartbeat_s,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -10,7 +10,7 @@ from claimdesk.consumer import ConsumerSpec
 from claimdesk.service import Runtime, ServiceDefinition
 from claimdesk.timers import Timer, TimerHandler
 
-from dispatch import demo, handlers
+from dispatch import access, demo, handlers
 from dispatch.api import router
 from dispatch.migrations import MIGRATIONS
 from dispatch.notify import FeedHub, LogSmsGateway
@@ -27,6 +27,8 @@ def make_definition(dispatch_settings: DispatchSettings | None = None) -> Servic
         rt.extras["dispatch_settings"] = dispatch_settings or DispatchSettings()
         rt.extras.setdefault("hub", FeedHub())
         rt.extras.setdefault("sms", LogSmsGateway(rt.settings.data_dir / "sms-dispatch.log"))
+        async with rt.pool.acquire() as conn:
+            await access.install(rt).load(conn)
         await handlers.arm_pruning(rt)
         if rt.settings.demo:
             roster = await demo.seed(rt)
@@ -84,7 +86,10 @@ def make_definition(dispatch_settings: DispatchSettings | None = None) -> Servic
             assert rt.settings.database_url
             await rt.extras["hub"].listen(rt.settings.database_url, rt.schema)
 
-        return [listen]
+        async def tokens() -> None:
+            await access.keep_fresh(rt, access.install(rt))
+
+        return [listen, tokens]
 
     return ServiceDefinition(
         name="dispatch",

@@ -82,7 +82,16 @@ async def write_credentials(rt: Runtime, roster: list[tuple[str, str, str]]) -> 
         f"dispatcher board : {s.url('dispatch')}/board",
         f"surveyor page    : {s.url('dispatch')}/surveyor",
     ]
+    async with rt.pool.acquire() as conn:  # a rotated demo token: sign the current generation
+        rows = await conn.fetch(
+            "SELECT surveyor_id, token_generation FROM surveyors "
+            "WHERE surveyor_id = ANY($1::text[]) AND NOT retired",
+            [sid for sid, _, _ in roster[:5]],
+        )
+    generations = {r["surveyor_id"]: r["token_generation"] for r in rows}
     for sid, name, team in roster[:5]:
+        if sid not in generations:
+            continue  # retired
         token, _ = issue_token(
             s.secret(),
             subject=sid,
@@ -92,6 +101,7 @@ async def write_credentials(rt: Runtime, roster: list[tuple[str, str, str]]) -> 
             name=name,
             number=sid,
             team=team,
+            generation=generations[sid],
         )
         lines.append(f"surveyor {sid} {name} ({team}): {token}")
     s.data_dir.mkdir(parents=True, exist_ok=True)

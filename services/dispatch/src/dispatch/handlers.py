@@ -43,6 +43,7 @@ from claimdesk.events.dispatch import (
     SurveyorRetired,
     SurveyorShiftEnded,
     SurveyorShiftStarted,
+    SurveyorTokenRotated,
 )
 from claimdesk.events.intake import CaseCancelled, CaseDetailsCorrected, CaseReported
 from claimdesk.eventstore import ANY, ConcurrencyConflict, PreparedAppend
@@ -345,6 +346,13 @@ async def project(rt: Runtime, conn: asyncpg.Connection, env: Envelope) -> None:
                 "WHERE surveyor_id = $1",
                 e.surveyor_id,
                 e.reason,
+                now,
+            )
+        case SurveyorTokenRotated():
+            await conn.execute(
+                "UPDATE surveyors SET token_generation = $2, updated_at = $3 WHERE surveyor_id = $1",
+                e.surveyor_id,
+                e.generation,
                 now,
             )
         case SurveyorAvailabilityChanged():
@@ -1317,6 +1325,29 @@ async def surveyor_event(
             raise Conflict(f"surveyor {surveyor_id} is retired")
         await record(rt, conn, surveyor_stream(surveyor_id), [event], ANY, occurred_at=occurred_at)
         return await surveyor_view(conn, surveyor_id, rt.clock.now())
+
+
+async def rotate_surveyor_token(rt: Runtime, surveyor_id: str, reason: str) -> asyncpg.Record:
+    """Raise the surveyor's token generation (`SurveyorTokenRotated`); returns the surveyor's
+    row as committed (name, team, the new `token_generation`) to sign the new token with."""
+    async with rt.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT retired, token_generation FROM surveyors WHERE surveyor_id = $1 FOR UPDATE",
+            surveyor_id,
+        )
+        if row is None:
+            raise NotFound(f"no surveyor {surveyor_id}")
+        if row["retired"]:
+            raise Conflict(f"surveyor {surveyor_id} is retired")
+        event = SurveyorTokenRotated(
+            surveyor_id=surveyor_id, generation=row["token_generation"] + 1, reason=reason
+        )
+        await record(rt, conn, surveyor_stream(surveyor_id), [event], ANY)
+        after: asyncpg.Record = await conn.fetchrow(
+            "SELECT name, team, token_generation FROM surveyors WHERE surveyor_id = $1",
+            surveyor_id,
+        )
+        return after
 
 
 async def surveyor_view(

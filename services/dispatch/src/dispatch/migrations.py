@@ -126,4 +126,13 @@ MIGRATIONS = [
             FOR EACH ROW EXECUTE FUNCTION surveyors_stamp_tx();
         """,
     ),
+    Migration(
+        "dispatch",
+        4,
+        "token_generation",
+        """
+        -- a surveyor's tokens of a lower generation are refused (SurveyorTokenRotated)
+        ALTER TABLE surveyors ADD COLUMN token_generation int NOT NULL DEFAULT 0;
+        """,
+    ),
 ]

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+from claimdesk.auth import REVALIDATE_S, Principal, refusal, revoked_sse
 from claimdesk.events.dispatch import JobNotified
 from claimdesk.eventstore import ANY, ConcurrencyConflict
 
@@ -45,7 +46,7 @@ FEED_PAGE = 200  # feed rows per query
 
 
 async def feed_events(
-    rt: Runtime, surveyor_id: str, last_id: int | None
+    rt: Runtime, surveyor_id: str, last_id: int | None, principal: Principal
 ) -> AsyncIterator[dict[str, Any]]:
     hub = rt.extras["hub"]
     wake = hub.subscribe(surveyor_id)
@@ -77,6 +78,9 @@ async def feed_events(
             last = last_id
             await _mark_delivered(rt, surveyor_id, up_to=last)  # the client confirms those
         while True:
+            if (refused := refusal(rt, principal)) is not None:
+                yield revoked_sse(refused)  # rotated, retired or revoked: the stream ends
+                return
             wake.clear()
             async with rt.pool.acquire() as conn:
                 rows = await conn.fetch(
@@ -102,10 +106,22 @@ async def feed_events(
                     await _mark_sent(rt, surveyor_id, r)
             if len(rows) == FEED_PAGE:
                 continue  # more may wait; a short page was all there was when `wake` was cleared
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=SAFETY_RECHECK_S)
+            await _woken(rt, principal, wake)
     finally:
         hub.unsubscribe(surveyor_id, wake)
+
+
+async def _woken(rt: Runtime, principal: Principal, wake: asyncio.Event) -> None:
+    """Until a wake-up, SAFETY_RECHECK_S, or the caller's token being refused (asked every
+    REVALIDATE_S: the stream of a rotated or retired surveyor ends within seconds)."""
+    deadline = asyncio.get_running_loop().time() + SAFETY_RECHECK_S
+    while asyncio.get_running_loop().time() < deadline:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REVALIDATE_S):
+                await wake.wait()
+            return
+        if refusal(rt, principal) is not None:
+            return
 
 
 def _delivered(job_id: str, case_id: str, surveyor_id: str, attempt: int) -> JobNotified:

@@ -52,6 +52,15 @@ class SurveyorRetired(SurveyorEvent):
     reason: str
 
 
+class SurveyorTokenRotated(SurveyorEvent):
+    """A surveyor was given a new token; tokens of earlier generations no longer work (a
+    lost phone, a handed-on device). The token itself is never in the event."""
+
+    event_type = "SurveyorTokenRotated"
+    generation: int
+    reason: str
+
+
 class SurveyorAvailabilityChanged(SurveyorEvent):
     """A surveyor went on or off shift, or became (un)available."""
 
