@@ -107,21 +107,28 @@ def ride_along(runtime: Runtime, spec: ConsumerSpec) -> None:
     spec.batch_handler = handle_batch
 
 
-async def load(runtime: Runtime, conn: asyncpg.Connection) -> None:
+async def load(runtime: Runtime, conn: asyncpg.Connection, *, replace: bool = True) -> None:
+    """Read the revoked ids that have not expired. `replace=False` adds them to what the
+    process holds instead: a read that began before this process's own consumer committed an
+    id must not drop that id again (revocations only grow until they expire)."""
     rows = await conn.fetch("SELECT token_id FROM revoked_tokens WHERE expires_at > now()")
-    runtime.revoked_tokens = frozenset(r["token_id"] for r in rows)
+    loaded = frozenset(r["token_id"] for r in rows)
+    runtime.revoked_tokens = loaded if replace else runtime.revoked_tokens | loaded
 
 
 async def keep_fresh(runtime: Runtime) -> None:
-    """Re-read the revoked ids every REFRESH_S; drop expired rows now and then."""
+    """Re-read the revoked ids every REFRESH_S (adding to those held); drop expired ones now
+    and then."""
     turns = 0
     while True:
         await asyncio.sleep(REFRESH_S)
         turns += 1
         try:
             async with runtime.pool.acquire() as conn:
-                await load(runtime, conn)
-                if turns % PRUNE_EVERY == 0:
+                if turns % PRUNE_EVERY == 0:  # about hourly: expired ids leave the table and memory
                     await conn.execute("DELETE FROM revoked_tokens WHERE expires_at < now()")
+                    await load(runtime, conn)
+                else:
+                    await load(runtime, conn, replace=False)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("revoked tokens not refreshed", extra={"cd_error": repr(exc)})

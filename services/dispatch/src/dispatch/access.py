@@ -54,13 +54,21 @@ class Access:
             self.generations[surveyor_id] = generation
 
     async def load(self, conn: asyncpg.Connection) -> None:
+        """Merge the table into what is held: generations only rise and retirement is final, so
+        a read that began before this process's own change committed cannot undo its `note`."""
         rows = await conn.fetch(
             "SELECT surveyor_id, token_generation, retired FROM surveyors "
             "WHERE retired OR token_generation > 0"
         )
-        self.generations = {
-            r["surveyor_id"]: RETIRED if r["retired"] else r["token_generation"] for r in rows
-        }
+        held = self.generations
+        merged = dict(held)
+        for r in rows:
+            sid = r["surveyor_id"]
+            if r["retired"] or held.get(sid) == RETIRED:
+                merged[sid] = RETIRED
+            else:
+                merged[sid] = max(r["token_generation"], held.get(sid, 0))
+        self.generations = merged
 
 
 def install(rt: Runtime) -> Access:
