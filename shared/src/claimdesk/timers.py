@@ -8,9 +8,13 @@ everything else). A failing handler is retried on the next pass and its error ke
 A handler sees its own timer already marked fired, so it can re-arm its own id (`schedule`
 sets fired_at back to NULL) and cancelling its own id changes nothing.
 
-Fired timers are kept `keep_fired` (settings: `timer_keep_fired_days`, 7) for whoever looks
-into what fired when, then deleted by the scheduler, the oldest first, a chunk at a time about
-once an hour (`prune_fired`). Scheduling an id again after that simply creates it anew.
+Housekeeping is a timer too: a handler that deletes old rows a chunk at a time
+(`HOUSEKEEPING_CHUNK`) and re-arms its own id (`rearm`: a second later while chunks come back
+full, else an interval later), so it runs once across any number of processes and resumes
+after a restart. The scheduler keeps one of its own: fired timers are kept `keep_fired`
+(settings: `timer_keep_fired_days`, 7) for whoever looks into what fired when, then deleted,
+the oldest first, about once an hour (`PRUNE_FIRED`, armed a minute after each start).
+Scheduling an id again after that simply creates it anew.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 20
 OPEN_GAUGE_EVERY_S = 5.0
-PRUNE_EVERY_S = 3600.0
-PRUNE_CHUNK = 5_000
+HOUSEKEEPING_CHUNK = 5_000  # rows per table per housekeeping pass: short transactions
+PRUNE_FIRED = "claimdesk.prune_fired"  # the scheduler's housekeeping timer (its id and kind)
+PRUNE_FIRED_EVERY = timedelta(hours=1)
+PRUNE_FIRED_FIRST = timedelta(minutes=1)  # after a start: not in the way of it
 TRACE_KEY = "_trace"
 
 
@@ -82,6 +88,15 @@ async def schedule_many(
     )
 
 
+async def rearm(
+    conn: asyncpg.Connection, timer: Timer, now: datetime, *, more: bool, every: timedelta
+) -> None:
+    """A housekeeping timer's next turn: a second from now while `more` (its last chunk came
+    back full), else `every` from now."""
+    again = timedelta(seconds=1) if more else every
+    await schedule(conn, timer.timer_id, timer.kind, now + again, timer.payload)
+
+
 async def cancel(conn: asyncpg.Connection, timer_id: str) -> None:
     await conn.execute("DELETE FROM timers WHERE timer_id = $1 AND fired_at IS NULL", timer_id)
 
@@ -100,7 +115,7 @@ class TimerScheduler:
     ) -> None:
         self.pool = pool
         self.clock = clock
-        self.handlers = dict(handlers)
+        self.handlers = {**handlers, PRUNE_FIRED: self._on_prune_fired}
         self.service = service
         self.poll_s = poll_s
         self.batch_size = batch_size
@@ -108,11 +123,11 @@ class TimerScheduler:
         self.running = False
         self._gauge_at = 0.0
         self.keep_fired = keep_fired
-        self._prune_at = time.monotonic() + 60.0  # not in the way of a start
 
     async def run(self) -> None:
         self.running = True
         try:
+            await self._arm_pruning()
             while True:
                 try:
                     n = await self.fire_due()
@@ -121,33 +136,32 @@ class TimerScheduler:
                 except Exception as exc:
                     log.warning("timer pass failed", extra={"cd_error": repr(exc)})
                     n = 0
-                if time.monotonic() >= self._prune_at:
-                    await self._prune()
                 if n < self.batch_size:
                     await asyncio.sleep(await self._sleep_for())
         finally:
             self.running = False
 
-    async def _prune(self) -> None:
+    async def _arm_pruning(self) -> None:
         try:
-            full = await self.prune_fired() == PRUNE_CHUNK
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("fired timers not pruned", extra={"cd_error": repr(exc)})
-            full = False
-        self._prune_at = time.monotonic() + (1.0 if full else PRUNE_EVERY_S)
+            async with self.pool.acquire() as conn:
+                due = self.clock.now() + PRUNE_FIRED_FIRST
+                await schedule(conn, PRUNE_FIRED, PRUNE_FIRED, due, {})
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("fired-timer pruning not armed", extra={"cd_error": repr(exc)})
 
-    async def prune_fired(self) -> int:
-        """Delete up to PRUNE_CHUNK timers fired more than `keep_fired` ago; how many."""
-        async with self.pool.acquire() as conn:
-            result = await conn.execute(
-                """DELETE FROM timers WHERE timer_id IN (
-                       SELECT timer_id FROM timers WHERE fired_at < $1
-                       ORDER BY fired_at LIMIT $2)""",
-                self.clock.now() - self.keep_fired,
-                PRUNE_CHUNK,
-            )
+    async def _on_prune_fired(self, conn: asyncpg.Connection, timer: Timer, now: datetime) -> None:
+        pruned = await self.prune_fired(conn, now)
+        await rearm(conn, timer, now, more=pruned == HOUSEKEEPING_CHUNK, every=PRUNE_FIRED_EVERY)
+
+    async def prune_fired(self, conn: asyncpg.Connection, now: datetime) -> int:
+        """Delete up to HOUSEKEEPING_CHUNK timers fired more than `keep_fired` ago; how many."""
+        result = await conn.execute(
+            """DELETE FROM timers WHERE timer_id IN (
+                   SELECT timer_id FROM timers WHERE fired_at < $1
+                   ORDER BY fired_at LIMIT $2)""",
+            now - self.keep_fired,
+            HOUSEKEEPING_CHUNK,
+        )
         return int(result.split()[-1])
 
     async def _sleep_for(self) -> float:
@@ -157,8 +171,11 @@ class TimerScheduler:
             nxt = await conn.fetchval("SELECT min(due_at) FROM timers WHERE fired_at IS NULL")
             if time.monotonic() >= self._gauge_at:
                 self._gauge_at = time.monotonic() + OPEN_GAUGE_EVERY_S
-                OPEN_TIMERS.labels(self.service).set(
-                    await conn.fetchval("SELECT count(*) FROM timers WHERE fired_at IS NULL")
+                OPEN_TIMERS.labels(self.service).set(  # deadlines: the scheduler's own not counted
+                    await conn.fetchval(
+                        "SELECT count(*) FROM timers WHERE fired_at IS NULL AND kind <> $1",
+                        PRUNE_FIRED,
+                    )
                 )
         if nxt is None:
             return self.poll_s

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 import asyncpg
-from claimdesk.clock import SystemClock
+from claimdesk.clock import ManualClock, SystemClock
 from claimdesk.settings import Settings
-from claimdesk.timers import Timer, TimerScheduler, schedule
+from claimdesk.testing.plugin import eventually
+from claimdesk.timers import PRUNE_FIRED, Timer, TimerScheduler, schedule
 
 from tests.support import store_in_schema
 
@@ -34,8 +36,9 @@ async def test_fired_timers_are_pruned_once_older_than_keep_fired(settings: Sett
                 "UPDATE timers SET fired_at = fired_at - interval '8 days' "
                 "WHERE timer_id LIKE 'old-%'"
             )
-        assert await scheduler.prune_fired() == 2
-        assert await scheduler.prune_fired() == 0
+        async with pool.acquire() as conn:
+            assert await scheduler.prune_fired(conn, clock.now()) == 2
+            assert await scheduler.prune_fired(conn, clock.now()) == 0
         async with pool.acquire() as conn:
             left = sorted(r["timer_id"] for r in await conn.fetch("SELECT timer_id FROM timers"))
         assert left == ["later", "recent"]  # the unfired one and the one fired just now stay
@@ -44,3 +47,70 @@ async def test_fired_timers_are_pruned_once_older_than_keep_fired(settings: Sett
             await schedule(conn, "old-1", "k", now - timedelta(seconds=1), {})
         assert await scheduler.fire_due() == 1
         assert fired[-1] == "old-1"
+
+
+async def test_the_scheduler_prunes_through_its_own_stored_timer(settings: Settings) -> None:
+    """Pruning is a stored timer the scheduler arms at start: it fires once due (once across
+    replicas, like any timer), deletes what is past keep_fired and re-arms itself an hour on."""
+    async with store_in_schema(settings, "timers_hk") as (pool, _):
+
+        async def handler(conn: asyncpg.Connection, timer: Timer, now: datetime) -> None:
+            pass
+
+        clock = ManualClock()
+        start = clock.now()
+        async with pool.acquire() as conn:
+            await schedule(conn, "old", "k", start - timedelta(days=9), {})
+            await schedule(conn, "kept", "k", start - timedelta(days=1), {})
+        scheduler = TimerScheduler(
+            pool, clock, {"k": handler}, service="t", keep_fired=timedelta(days=7), poll_s=0.05
+        )
+
+        async def row() -> asyncpg.Record | None:
+            async with pool.acquire() as conn:
+                return await conn.fetchrow(
+                    "SELECT due_at, fired_at FROM timers WHERE timer_id = $1", PRUNE_FIRED
+                )
+
+        async def ids() -> list[str]:
+            async with pool.acquire() as conn:
+                return sorted(
+                    r["timer_id"] for r in await conn.fetch("SELECT timer_id FROM timers")
+                )
+
+        task = asyncio.create_task(scheduler.run())
+        try:
+
+            async def armed() -> bool:
+                r = await row()
+                return r is not None and r["due_at"] == start + timedelta(minutes=1)
+
+            await eventually(armed, timeout=10, interval=0.05)
+            # both handler timers fire now; their fired_at is the virtual now
+            await eventually(lambda: _fired_count(pool, 2), timeout=10, interval=0.05)
+            async with pool.acquire() as conn:  # one of them fired long ago
+                await conn.execute(
+                    "UPDATE timers SET fired_at = fired_at - interval '8 days' "
+                    "WHERE timer_id = 'old'"
+                )
+            assert await ids() == sorted(["old", "kept", PRUNE_FIRED])  # not due yet: nothing gone
+            clock.advance(timedelta(minutes=1, seconds=1))
+
+            async def pruned_and_rearmed() -> bool:
+                r = await row()
+                return (
+                    await ids() == sorted(["kept", PRUNE_FIRED])
+                    and r is not None
+                    and r["fired_at"] is None
+                    and r["due_at"] == clock.now() + timedelta(hours=1)
+                )
+
+            await eventually(pruned_and_rearmed, timeout=10, interval=0.05)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def _fired_count(pool: asyncpg.Pool, n: int) -> bool:
+    async with pool.acquire() as conn:
+        return await conn.fetchval("SELECT count(*) FROM timers WHERE fired_at IS NOT NULL") == n

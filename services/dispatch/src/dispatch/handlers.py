@@ -48,7 +48,15 @@ from claimdesk.events.dispatch import (
 from claimdesk.events.intake import CaseCancelled, CaseDetailsCorrected, CaseReported
 from claimdesk.eventstore import ANY, ConcurrencyConflict, PreparedAppend
 from claimdesk.telemetry import current_trace_context, extract_context, tracer
-from claimdesk.timers import TRACE_KEY, Timer, cancel, schedule, schedule_many
+from claimdesk.timers import (
+    HOUSEKEEPING_CHUNK,
+    TRACE_KEY,
+    Timer,
+    cancel,
+    rearm,
+    schedule,
+    schedule_many,
+)
 
 from dispatch import domain, policy
 from dispatch.notify import customer_sms_text, feed_channel, job_sms_text, sign_webhook
@@ -953,8 +961,7 @@ async def on_ack_timeout(
     await record(rt, conn, job_stream(case_id), events, state.version)
 
 
-PRUNE_TIMER = "prune"
-PRUNE_CHUNK = 5_000  # rows per table per pass: a short transaction; a full pass re-arms soon
+PRUNE_TIMER = "prune"  # a housekeeping timer (claimdesk.timers): re-arms itself
 FEED_PRUNED_KEY = "feed_pruned_through"  # dispatch_config: the last feed position pruned
 
 
@@ -987,18 +994,17 @@ async def on_prune(rt: Runtime, conn: asyncpg.Connection, timer: Timer, now: dat
                              (EXCLUDED.value #>> '{}')::bigint)))
            SELECT (SELECT count(*) FROM feed) AS feed, (SELECT count(*) FROM asg) AS asg""",
         before,
-        PRUNE_CHUNK,
+        HOUSEKEEPING_CHUNK,
         FEED_PRUNED_KEY,
     )
     assert row is not None
-    full = max(row["feed"], row["asg"]) >= PRUNE_CHUNK
     if row["feed"] or row["asg"]:
         log.info(
             "pruned",
             extra={"cd_feed_rows": row["feed"], "cd_assignment_rows": row["asg"]},
         )
-    again = timedelta(seconds=1.0 if full else ds.prune_interval_s)
-    await schedule(conn, PRUNE_TIMER, PRUNE_TIMER, now + again, {})
+    more = max(row["feed"], row["asg"]) >= HOUSEKEEPING_CHUNK
+    await rearm(conn, timer, now, more=more, every=timedelta(seconds=ds.prune_interval_s))
 
 
 async def feed_pruned_through(conn: asyncpg.Connection) -> int:
