@@ -30,3 +30,23 @@ async def test_release_skips_the_reset_unless_session_state_was_left(settings: S
             assert await conn.fetchval("SHOW application_name") == "again"
     finally:
         await pool.close()
+
+
+async def test_the_embedded_server_runs_with_its_own_settings(settings: Settings) -> None:
+    """EMBEDDED_SETTINGS reach the running server (the test session's Postgres is the embedded
+    one unless CLAIMDESK_TEST_DATABASE_URL points elsewhere)."""
+    import os
+
+    import asyncpg
+    import pytest
+    from claimdesk.embedded import EMBEDDED_SETTINGS
+
+    if os.environ.get("CLAIMDESK_TEST_DATABASE_URL"):
+        pytest.skip("an external Postgres keeps its own settings")
+    assert settings.database_url
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        for name, value in EMBEDDED_SETTINGS.items():
+            assert await conn.fetchval(f"SHOW {name}") == value, name
+    finally:
+        await conn.close()
