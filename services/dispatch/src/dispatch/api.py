@@ -12,7 +12,7 @@ from claimdesk.auth import (
     require_roles,
 )
 from claimdesk.context import set_actor
-from claimdesk.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from claimdesk.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from claimdesk.events.dispatch import (
     SurveyorAvailabilityChanged,
     SurveyorDetailsChanged,
@@ -617,14 +617,7 @@ async def location(
 async def new_token(surveyor_id: str, request: Request, p: Dispatcher) -> dict[str, Any]:
     rt = rt_of(request)
     async with rt.pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT name, team, retired, token_generation FROM surveyors WHERE surveyor_id = $1",
-            surveyor_id,
-        )
-    if row is None:
-        raise NotFound(f"no surveyor {surveyor_id}")
-    if row["retired"]:
-        raise Conflict(f"surveyor {surveyor_id} is retired")
+        row = await handlers.signable_surveyor(conn, surveyor_id)
     generation = int(row["token_generation"])
     token = _token_for(rt, surveyor_id, row["name"], row["team"], generation)
     return {"surveyor_id": surveyor_id, "token": token, "token_generation": generation}

@@ -1333,18 +1333,28 @@ async def surveyor_event(
         return await surveyor_view(conn, surveyor_id, rt.clock.now())
 
 
+async def signable_surveyor(
+    conn: asyncpg.Connection, surveyor_id: str, *, lock: bool = False
+) -> asyncpg.Record:
+    """The surveyor's name, team and `token_generation`, to sign a token with (locked for a
+    rotation); 404 for an unknown surveyor, 409 for a retired one."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT name, team, retired, token_generation FROM surveyors WHERE surveyor_id = $1"
+        + (" FOR UPDATE" if lock else ""),
+        surveyor_id,
+    )
+    if row is None:
+        raise NotFound(f"no surveyor {surveyor_id}")
+    if row["retired"]:
+        raise Conflict(f"surveyor {surveyor_id} is retired")
+    return row
+
+
 async def rotate_surveyor_token(rt: Runtime, surveyor_id: str, reason: str) -> asyncpg.Record:
     """Raise the surveyor's token generation (`SurveyorTokenRotated`); returns the surveyor's
     row as committed (name, team, the new `token_generation`) to sign the new token with."""
     async with rt.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            "SELECT retired, token_generation FROM surveyors WHERE surveyor_id = $1 FOR UPDATE",
-            surveyor_id,
-        )
-        if row is None:
-            raise NotFound(f"no surveyor {surveyor_id}")
-        if row["retired"]:
-            raise Conflict(f"surveyor {surveyor_id} is retired")
+        row = await signable_surveyor(conn, surveyor_id, lock=True)
         event = SurveyorTokenRotated(
             surveyor_id=surveyor_id, generation=row["token_generation"] + 1, reason=reason
         )
