@@ -156,18 +156,17 @@ class SurveyorCreated(BaseModel):
     surveyor: dict[str, Any]
 
 
-class RetireIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"reason": "left the firm"}]}
-    )
+class _ReasonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=500, description="why / 原因")
 
 
-class RotateIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"reason": "phone lost"}]}
-    )
-    reason: str = Field(min_length=1, max_length=500, description="why / 原因")
+class RetireIn(_ReasonIn):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "left the firm"}]})
+
+
+class RotateIn(_ReasonIn):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "phone lost"}]})
 
 
 class AvailabilityIn(BaseModel):
