@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+import asyncpg
+import pytest
 from claimdesk.db import create_pool, needs_reset
+from claimdesk.embedded import EMBEDDED_SETTINGS
 from claimdesk.settings import Settings
 
 
@@ -35,12 +40,6 @@ async def test_release_skips_the_reset_unless_session_state_was_left(settings: S
 async def test_the_embedded_server_runs_with_its_own_settings(settings: Settings) -> None:
     """EMBEDDED_SETTINGS reach the running server (the test session's Postgres is the embedded
     one unless CLAIMDESK_TEST_DATABASE_URL points elsewhere)."""
-    import os
-
-    import asyncpg
-    import pytest
-    from claimdesk.embedded import EMBEDDED_SETTINGS
-
     if os.environ.get("CLAIMDESK_TEST_DATABASE_URL"):
         pytest.skip("an external Postgres keeps its own settings")
     assert settings.database_url
