@@ -113,6 +113,31 @@ class Runtime:
         self._tasks.append(task)
         return task
 
+    def event_consumer(self, spec: ConsumerSpec, pool: asyncpg.Pool | None = None) -> EventConsumer:
+        """The consumer of `spec` as this service runs it: its group id (by default
+        `<topic prefix><service>.<spec name>`) and fetch options. `pool`: the
+        service's own unless given (a benchmark or a test runs a consumer without the rest)."""
+        s = self.settings
+        if spec.group_id is None:
+            spec.group_id = f"{s.topic_prefix}{self.name}.{spec.name}"
+        options: dict[str, Any] = {
+            "fetch_max_wait_ms": spec.fetch_max_wait_ms
+            or (
+                s.kafka_background_fetch_max_wait_ms
+                if spec.background
+                else s.kafka_fetch_max_wait_ms
+            )
+        }
+        if spec.fetch_min_bytes is not None:
+            options["fetch_min_bytes"] = spec.fetch_min_bytes
+        return EventConsumer(
+            spec,
+            pool or self.pool,
+            functools.partial(make_consumer, s, **options),
+            service=self.name,
+            max_attempts=s.consumer_max_attempts,
+        )
+
     async def start(self) -> None:
         s = self.settings
         if not s.database_url:
@@ -149,27 +174,7 @@ class Runtime:
                 revocations.ride_along(self, host)
             self.spawn(revocations.keep_fresh(self), "revocations")
         for spec in specs:
-            if spec.group_id is None:
-                spec.group_id = f"{s.topic_prefix}{self.name}.{spec.name}"
-            fetch: dict[str, Any] = {
-                "fetch_max_wait_ms": spec.fetch_max_wait_ms
-                or (
-                    s.kafka_background_fetch_max_wait_ms
-                    if spec.background
-                    else s.kafka_fetch_max_wait_ms
-                )
-            }
-            if spec.fetch_min_bytes is not None:
-                fetch["fetch_min_bytes"] = spec.fetch_min_bytes
-            self.consumers.append(
-                EventConsumer(
-                    spec,
-                    self._pool,
-                    functools.partial(make_consumer, s, **fetch),
-                    service=self.name,
-                    max_attempts=s.consumer_max_attempts,
-                )
-            )
+            self.consumers.append(self.event_consumer(spec))
         timer_handlers = self.definition.timers(self)
         if timer_handlers:
             self.scheduler = TimerScheduler(
