@@ -15,3 +15,13 @@ class AnalyticsSettings(BaseSettings):
         24, gt=0, description="answer due this long after receipt when no time was promised"
     )
     rebuild_on_version_change: bool = True
+    fold_batch: int = Field(
+        5000,
+        ge=1,
+        le=50_000,
+        description=(
+            "at most this many events per fold transaction. A batch fills only when the fold "
+            "has a backlog (a catch-up, a burst); live, each fetch holds what arrived since the "
+            "last one, so its size adds no delay. Larger batches cost less per event."
+        ),
+    )
