@@ -251,7 +251,11 @@ async def random_workload(p: Producers, cases: int, seed: int = 7) -> list[str]:
             await p.append(
                 "complaints",
                 f"complaint-{comp}",
-                [ce.ComplaintTriaged(complaint_id=comp, valid=valid, reason="x", triaged_by="TL1")],
+                [
+                    ce.ComplaintTriaged(
+                        complaint_id=comp, case_id=cid, valid=valid, reason="x", triaged_by="TL1"
+                    )
+                ],
                 received + timedelta(minutes=10),
             )
             if valid and rng.random() < 0.4:
