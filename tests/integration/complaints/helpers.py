@@ -17,7 +17,8 @@ from claimdesk.eventstore import ANY, EventStore
 from claimdesk.kafka import ensure_topics, make_producer
 from claimdesk.outbox import OutboxRelay
 from claimdesk.settings import Settings
-from claimdesk.testing.plugin import TEST_SECRET, eventually
+from claimdesk.testing.plugin import TEST_SECRET, RunningService, eventually
+from complaints.domain import stream_id
 
 from tests.support import store_in_schema
 
@@ -155,3 +156,14 @@ async def case_known(svc: Any, case_id: str) -> None:
 
 def survey(case_id: str, job: str | None = None, surveyor: str = "S017") -> SurveyCompleted:
     return SurveyCompleted(job_id=job or f"J-{case_id}", case_id=case_id, surveyor_id=surveyor)
+
+
+async def assert_keyed_by_case(svc: RunningService, complaint_id: str, case_id: str) -> None:
+    """Every event of the complaint carries one partition key, its case's: one partition holds
+    them in order, and analytics' fold members never fold the complaint's row at once (the
+    invariant docs/analytics.md, "Scaling the fold", rests on)."""
+    async with svc.runtime.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT DISTINCT key FROM events WHERE stream_id = $1", stream_id(complaint_id)
+        )
+    assert [r["key"] for r in rows] == [case_id]

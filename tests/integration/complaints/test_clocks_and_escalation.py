@@ -12,6 +12,7 @@ from complaints.bootstrap import DEFINITION
 
 from tests.integration.complaints.helpers import (
     AGENT,
+    assert_keyed_by_case,
     clock,
     clock_of,
     events_of,
@@ -72,6 +73,7 @@ async def test_warning_then_breach_then_the_ladder_once_per_level(start_service)
         assert items[0]["item_id"] == cid
         assert items[0]["level"] == 3
         assert items[0]["overdue"] is True
+        await assert_keyed_by_case(svc, cid, "C-1")
 
 
 async def test_answering_in_time_means_no_escalation(start_service) -> None:  # type: ignore[no-untyped-def]
@@ -135,6 +137,7 @@ async def test_pause_while_waiting_on_the_customer_then_resume(start_service) ->
         clk.advance(31)
         v = await wait_for_events(c, cid, "ComplaintEscalated", 1)
         assert events_of(v, "ComplaintEscalated")[0]["data"]["clock"] == "resolution"
+        await assert_keyed_by_case(svc, cid, "C-1")
 
 
 async def test_regulatory_extension_once_with_a_reason(start_service) -> None:  # type: ignore[no-untyped-def]

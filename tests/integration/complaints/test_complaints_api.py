@@ -9,6 +9,7 @@ from complaints.bootstrap import DEFINITION
 from tests.integration.complaints.helpers import (
     AGENT,
     LEAD,
+    assert_keyed_by_case,
     auth,
     clock,
     clock_of,
@@ -290,6 +291,7 @@ async def test_resolution_feedback_reopen_and_improvements(start_service) -> Non
         assert types.count("ComplaintResolved") == 2
         assert "ComplaintReopened" in types
         assert "CustomerFeedbackRecorded" in types
+        await assert_keyed_by_case(svc, cid, "C-1")
 
 
 async def test_not_satisfied_without_reopen_closes_with_the_reason(start_service) -> None:  # type: ignore[no-untyped-def]
