@@ -20,7 +20,8 @@ from analytics.settings import AnalyticsSettings
 from analytics.tables import MIGRATIONS
 from claimdesk.clock import SystemClock
 from claimdesk.db import CORE_MIGRATIONS, create_pool, migrate
-from claimdesk.events.base import Envelope
+from claimdesk.events import dispatch as de
+from claimdesk.events.base import Envelope, Event
 from claimdesk.eventstore import wire_message
 from claimdesk.service import Runtime
 from claimdesk.settings import Settings
@@ -30,21 +31,25 @@ from tests.integration.analytics.workload import case_reported
 
 def published(case_id: str) -> Envelope:
     """A CaseReported as the consumer decodes it from its message."""
-    e = case_reported(case_id, random.Random(case_id))
+    return message(case_reported(case_id, random.Random(case_id)), f"case-{case_id}", "intake")
+
+
+def message(e: Event, stream_id: str, producer: str, sequence: int = 1) -> Envelope:
+    """`e` as the consumer decodes it from its published message."""
     at = datetime.now(UTC)
     row = {
         "event_id": uuid.uuid4(),
         "event_type": e.event_type,
         "schema_version": e.schema_version,
-        "stream_id": f"case-{case_id}",
-        "sequence": 1,
+        "stream_id": stream_id,
+        "sequence": sequence,
         "occurred_at": at,
         "recorded_at": at,
-        "producer": "intake",
+        "producer": producer,
         "correlation_id": uuid.uuid4(),
         "causation_id": None,
         "actor": "agent:A001",
-        "key": case_id,
+        "key": e.partition_key() or stream_id,
         "trace_context": {},
         "payload": e.model_dump_json(),
     }
@@ -100,6 +105,53 @@ async def test_two_folds_of_the_same_events_store_and_count_each_once(settings: 
             )
             assert again == 30
             assert await conn.fetchval("SELECT count(*) FROM processed_events") == 0
+
+
+async def test_a_fold_that_meets_events_another_just_folded_folds_onto_its_rows(
+    settings: Settings,
+) -> None:
+    """In a rebalance the old and the new owner of a partition may fold the same stretch at
+    once. The one whose history meets the other's (and so waited for it to commit) folds the
+    events left to it onto the rows the other wrote, not onto what it read before: a job
+    opened and assigned by one fold keeps those facts when the other adds the acknowledgement."""
+    async with analytics_pool(settings) as pool:
+        cfg = fold_config(AnalyticsSettings())
+        job = {"job_id": "J-R1", "case_id": "R1", "surveyor_id": "S001"}
+        stream = "job-J-R1"
+        opened = message(
+            de.JobOpened(**{k: job[k] for k in ("job_id", "case_id")}, insurer_code="PICC",
+                         loss_type="collision", loss_address="x", survey_place="scene"),
+            stream, "dispatch", 1,
+        )  # fmt: skip
+        assigned = message(
+            de.SurveyorAssigned(
+                **job, policy_version="v1", reason="nearest", ack_due_at=datetime.now(UTC)
+            ),
+            stream,
+            "dispatch",
+            2,
+        )
+        acked = message(de.JobAcknowledged(**job), stream, "dispatch", 3)
+        async with pool.acquire() as a, pool.acquire() as b:
+            tx_a = a.transaction()
+            await tx_a.start()
+            assert await Folder(cfg).apply(a, [opened, assigned]) == [opened, assigned]
+            tx_b = b.transaction()
+            await tx_b.start()
+            folding_b = asyncio.create_task(Folder(cfg).apply(b, [assigned, acked]))
+            await asyncio.sleep(0.5)
+            assert not folding_b.done()  # its history waits on the other's
+            await tx_a.commit()
+            assert await asyncio.wait_for(folding_b, 10) == [acked]
+            await tx_b.commit()
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM jobs WHERE job_id = 'J-R1'")
+            stats = await conn.fetchrow("SELECT * FROM surveyor_stats WHERE surveyor_id = 'S001'")
+        assert row["opened_at"] == opened.occurred_at
+        assert row["assigned_at"] == assigned.occurred_at
+        assert row["surveyor_id"] == "S001"
+        assert row["acknowledged_at"] == acked.occurred_at
+        assert (stats["assigned"], stats["acknowledged"]) == (1, 1)
 
 
 async def test_a_rebuild_swap_and_a_live_fold_wait_for_each_other_without_deadlock(

@@ -145,7 +145,8 @@ class Folder:
 
         The touched rows are loaded (and locked) first; then Postgres stores the history
         while Python folds the batch, a slice at a time. Should the history say some events
-        were stored before (a redelivery), the batch is folded again without them."""
+        were stored before (a redelivery, or another fold under way in a rebalance), the
+        rows are read again and the batch folded again without them."""
         unique = self._new(events)
         if not unique:
             return unique
@@ -166,8 +167,13 @@ class Folder:
         if len(fresh) < len(unique):
             if not fresh:
                 return fresh
+            # Another fold stored some of them: long ago (a redelivery), or just now (in a
+            # rebalance the old and the new owner may fold the same stretch at once; the
+            # history's key waited for that fold to commit). Fold the rest onto the rows as
+            # they stand now: a row read before that commit may lack what it wrote.
             ids = {e.event_id for e in fresh}
             known = [e for e in known if e.event_id in ids]
+            loaded = await self._load_rows(conn, keys_by_table(known))
             statements = self._statements(fold_batch(known, loaded, self.cfg))
         for sql, args in statements:
             await conn.execute(sql, *args)
