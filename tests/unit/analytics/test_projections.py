@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 from analytics.codec import OpaquePayload, decode_envelope
 from analytics.history import case_state
 from analytics.projections import (
@@ -354,10 +355,11 @@ def test_history_copy_text_writes_a_missing_key_as_null() -> None:
     assert fields[2] == typed.stream_id  # the subject falls back to the stream
 
 
-def test_decode_fast_one_parse_only_when_the_payload_text_is_orjsons() -> None:
-    """The decoder parses a message once when the payload text is exactly what orjson writes
-    for it; any other payload text (spacing, other number forms, a later duplicate member) is
-    still stored as published, and the folded dict is the envelope's own payload."""
+def test_decode_fast_stores_the_payload_text_as_published_whatever_its_spelling() -> None:
+    """Whatever the payload's spelling (spacing, other number forms) or the envelope's layout
+    (a member after the payload, a duplicate member: the last one counts, as in any JSON
+    reader), the history stores the payload's text as published and the folded dict is the
+    envelope's own payload."""
     import json
 
     from analytics.codec import decode_fast
@@ -372,8 +374,28 @@ def test_decode_fast_one_parse_only_when_the_payload_text_is_orjsons() -> None:
         assert got.payload.payload_json.encode() == other  # as published
         assert got.payload.data == json.loads(other)
         assert got.payload.copy_line.endswith(b"\t" + other + b"\n")
-    # A member after the payload (here a duplicate of an earlier one): parsed whole.
+    # A member after the payload (here a duplicate of an earlier one).
     odd = head + b',"payload":{"case_id":"C3"},"key":"K2"}'
     got = decode_fast(odd)
     assert got.key == "K2" and got.payload.data == {"case_id": "C3"}
     assert got.payload.payload_json == '{"case_id":"C3"}'
+
+
+def test_decode_fast_refuses_what_is_not_an_envelope() -> None:
+    """A ValueError (the consumer dead-letters the message), never a half-read envelope."""
+    from analytics.codec import decode_fast
+
+    good = json.loads(_wire(env(ie.CaseCancelled(case_id="C4", reason="r", cancelled_by="u"))))
+    broken: list[bytes | str] = [
+        b"not json",
+        b"[]",
+        json.dumps({k: v for k, v in good.items() if k != "event_id"}),
+        json.dumps({**good, "payload": ["not", "an", "object"]}),
+        json.dumps({**good, "sequence": "three"}),
+        json.dumps({**good, "occurred_at": "2026-01-05T10:00:00", "recorded_at": "x"}),
+        json.dumps({**good, "event_id": "not-a-uuid"}),
+    ]
+    for message in broken:
+        with pytest.raises(ValueError, match=r"envelope|time zone|UUID|isoformat"):
+            decode_fast(message)
+    assert decode_fast(json.dumps({**good, "sequence": "3"})).sequence == 3  # as a string

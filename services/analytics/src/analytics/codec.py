@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 import asyncpg
-import orjson
+import msgspec
 from asyncpg.pgproto.pgproto import UUID as PgUUID
 from claimdesk.events.base import REGISTRY, Envelope, Event, UnknownEvent
 from claimdesk.eventstore import decode_row
@@ -183,45 +183,29 @@ def _raw_payload(
     return RawPayload(data, context, known, text)
 
 
-_PAYLOAD_MEMBER = b',"payload":'
-_loads = json.loads
-_fast_loads = orjson.loads
+class WireEnvelope(msgspec.Struct):
+    """An envelope as the relay publishes it (`claimdesk.eventstore.wire_message`), decoded by
+    msgspec in C: the fields as their JSON values, the payload as its exact text (`Raw`).
+    Unknown members are ignored; numbers written as strings are accepted (`strict=False`)."""
+
+    event_id: str
+    event_type: str
+    schema_version: int
+    stream_id: str
+    sequence: int
+    occurred_at: str
+    recorded_at: str
+    producer: str
+    correlation_id: str
+    payload: msgspec.Raw
+    key: str | None = None
+    causation_id: str | None = None
+    actor: str | None = None
+    trace_context: dict[str, str] = {}
 
 
-def _split(data: bytes) -> tuple[dict[str, Any], Any, bytes]:
-    """(envelope fields, payload, payload text as published, UTF-8).
-
-    Publishers write the payload last, as stored (`claimdesk.eventstore.wire_message`): its
-    text is then taken as is, with no second encoding. The first `,"payload":` of a JSON text
-    is never inside a string (there its quote would be escaped); the text before it plus a
-    closing brace must parse as an object (so the match is a member of the envelope itself)
-    and the slice after it as exactly one object up to the closing brace, with nothing around
-    it. Anything else (a payload not last, other spacing, a nested key of that name, JSON that
-    orjson refuses and the json module reads, such as a huge integer) is parsed whole by the
-    json module and the payload dumped again."""
-    at = data.find(_PAYLOAD_MEMBER)
-    if at > 0 and data[-1:] == b"}":
-        payload_text = data[at + len(_PAYLOAD_MEMBER) : -1]
-        if payload_text[:1] == b"{" and payload_text[-1:] == b"}":
-            try:
-                head = _fast_loads(data[:at] + b"}")
-                payload = _fast_loads(payload_text)
-            except ValueError:  # orjson.JSONDecodeError is one
-                pass
-            else:
-                if type(head) is dict:
-                    return head, payload, payload_text
-    return _split_whole(data.decode())
-
-
-def _split_whole(text: str) -> tuple[dict[str, Any], Any, bytes]:
-    raw: dict[str, Any] = _loads(text)
-    if not isinstance(raw, dict):
-        raise ValueError("an envelope must be a JSON object")
-    payload = raw.pop("payload", None)
-    return raw, payload, json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-
-
+_WIRE = msgspec.json.Decoder(WireEnvelope, strict=False)
+_OBJECT = msgspec.json.Decoder(dict[str, Any])
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 _NEEDS_ESCAPE_B = re.compile(rb"[\\\t\n\r]")
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -246,7 +230,6 @@ def _copy_bytes(text: bytes) -> bytes:
     return _NEEDS_ESCAPE_B.sub(lambda m: _ESCAPES_B[m.group()], text)
 
 
-_dumps = orjson.dumps
 _fromisoformat = datetime.fromisoformat
 _KIND_BY_TYPE: dict[str, tuple[int, str, bool, bool]] = {}
 """event type -> (version, context, known, needs an upcast) for the last version seen."""
@@ -261,56 +244,38 @@ def _kind_of(event_type: str, version: int) -> tuple[int, str, bool, bool]:
     return kind
 
 
-def _parse(data: bytes) -> tuple[dict[str, Any], Any, bytes, bool]:
-    """_split's result, usually from one parse of the whole message: when the text after the
-    first `,"payload":` up to the closing brace is exactly what orjson writes for the parsed
-    payload, that text is a whole JSON object ending where the envelope ends, so it is the
-    envelope's own (last) payload member, as published. Otherwise `_split`. The flag: the
-    payload text is orjson's (no whitespace between tokens)."""
-    try:
-        raw = _fast_loads(data)
-    except ValueError:  # orjson.JSONDecodeError is one
-        return (*_split(data), False)
-    if type(raw) is dict:
-        payload = raw.pop("payload", None)
-        if type(payload) is dict:
-            text = _dumps(payload)
-            at = data.find(_PAYLOAD_MEMBER) + len(_PAYLOAD_MEMBER)
-            if (
-                at >= len(_PAYLOAD_MEMBER)
-                and len(data) - at - 1 == len(text)
-                and data.startswith(text, at)
-                and data[-1] == 125  # "}"
-            ):
-                return raw, payload, text, True
-    return (*_split(data), False)
+def _canonical_uuid(text: str) -> bool:
+    """Written as Postgres writes a uuid (so the COPY text reads back as the parsed value)."""
+    return len(text) == 36 and text[8:24:5] == "----"
+
+
+def _canonical_time(text: str) -> bool:
+    """Written as isoformat() writes a datetime with microseconds and an hh:mm offset."""
+    return len(text) == 32 and text[10] == "T" and text[19] == "." and text[26] in "+-"
 
 
 def decode_fast(data: bytes | str) -> Envelope:
     """A published envelope with a RawPayload (no model validation): the consumer's and the
-    Kafka rebuild's decoder. The stored history keeps the payload text as it came; the
-    event's case_events row is formatted here too (COPY text), while the message's own text
-    is at hand. Every event the consumer reads takes this path: it is written for speed."""
+    Kafka rebuild's decoder. msgspec reads the envelope's members and keeps the payload's
+    exact text, which the history stores as published; the payload is parsed once, for the
+    fold. The event's case_events row is formatted here too (COPY text), while the message's
+    own text is at hand. Every event the consumer reads takes this path: it is written for
+    speed. Raises ValueError for a message that is not an envelope."""
     if type(data) is not bytes:
         data = data.encode() if isinstance(data, str) else bytes(data)
-    raw, data_, text, compact = _parse(data)
-    if type(data_) is not dict:
-        raise ValueError("envelope without a payload object")
-    event_type = raw["event_type"]
-    version = raw["schema_version"]
-    if type(version) is not int:
-        version = int(version)
+    try:
+        w = _WIRE.decode(data)
+        data_ = _OBJECT.decode(w.payload)
+    except msgspec.DecodeError as exc:  # a ValidationError is one
+        raise ValueError(f"not an envelope: {exc}") from None
+    text = bytes(w.payload)
+    event_type, version = w.event_type, w.schema_version
     _, context, known, upcast = _kind_of(event_type, version)
     if upcast:
         data_ = REGISTRY.upcast(event_type, version, data_)
-    event_id, correlation = raw["event_id"], raw["correlation_id"]
-    causation = raw.get("causation_id")
-    occurred_text, recorded_text = raw["occurred_at"], raw["recorded_at"]
-    stream_id, producer, key = raw["stream_id"], raw["producer"], raw["key"]
-    actor = raw.get("actor")
-    sequence = raw["sequence"]
-    if type(sequence) is not int:
-        sequence = int(sequence)
+    event_id, correlation, causation = w.event_id, w.correlation_id, w.causation_id
+    occurred_text, recorded_text = w.occurred_at, w.recorded_at
+    stream_id, producer, key, actor = w.stream_id, w.producer, w.key, w.actor
     occurred = _fromisoformat(occurred_text)
     recorded = occurred if recorded_text == occurred_text else _fromisoformat(recorded_text)
     if occurred.tzinfo is None or recorded.tzinfo is None:
@@ -320,7 +285,7 @@ def decode_fast(data: bytes | str) -> Envelope:
     env.event_type = event_type
     env.schema_version = version
     env.stream_id = stream_id
-    env.sequence = sequence
+    env.sequence = w.sequence
     env.occurred_at = occurred
     env.recorded_at = recorded
     env.producer = producer
@@ -328,22 +293,13 @@ def decode_fast(data: bytes | str) -> Envelope:
     env.causation_id = causation_uuid = PgUUID(causation) if causation else None
     env.actor = actor
     env.key = key
-    env.trace_context = raw.get("trace_context") or {}
+    env.trace_context = w.trace_context
     value = data_.get("case_id")
     case_id = str(value) if value else None
     subject = case_id or key or stream_id
-    if (
-        not upcast
-        and data.find(b"\\") < 0  # no escape in a JSON string: no value needs one in COPY
-        # and no raw newline, tab or return between the payload's tokens (none in what
-        # orjson writes; the head's values are written anew, so its spacing does not matter)
-        and (compact or (text.find(b"\n") < 0 and text.find(b"\t") < 0 and text.find(b"\r") < 0))
-        and type(event_type) is str
-        and type(stream_id) is str
-        and type(producer) is str
-        and (key is None or type(key) is str)
-        and (actor is None or type(actor) is str)
-    ):
+    # No backslash anywhere: no JSON string holds an escape, so no value needs one in COPY;
+    # and no raw tab, newline or return between the payload's tokens.
+    if data.find(b"\\") < 0 and _NEEDS_ESCAPE_B.search(text) is None and not upcast:
         event_type_, context_, producer_, stream_id_ = event_type, context, producer, stream_id
         key_ = COPY_NULL if key is None else key
         actor_ = COPY_NULL if actor is None else actor
@@ -355,37 +311,25 @@ def decode_fast(data: bytes | str) -> Envelope:
         )
         case_text = copy_value(case_id)
         payload_text = _copy_bytes(text)
-    # Ids and times as published when in the form Postgres reads as the parsed value (a
-    # canonical uuid; isoformat() with microseconds and an hh:mm offset), else formatted.
-    if not (type(event_id) is str and len(event_id) == 36 and event_id[8:24:5] == "----"):
+    # Ids and times as published when in the form Postgres reads as the parsed value, else
+    # formatted from it.
+    if not _canonical_uuid(event_id):
         event_id = str(event_uuid)
-    if not (type(correlation) is str and len(correlation) == 36 and correlation[8:24:5] == "----"):
+    if not _canonical_uuid(correlation):
         correlation = str(correlation_uuid)
     if causation_uuid is None:
         causation = COPY_NULL
-    elif not (type(causation) is str and len(causation) == 36 and causation[8:24:5] == "----"):
+    elif not _canonical_uuid(causation):  # type: ignore[arg-type]
         causation = str(causation_uuid)
-    if not (
-        type(occurred_text) is str
-        and len(occurred_text) == 32
-        and occurred_text[10] == "T"
-        and occurred_text[19] == "."
-        and occurred_text[26] in "+-"
-    ):
+    if not _canonical_time(occurred_text):
         occurred_text = occurred.isoformat()
     if recorded is occurred:
         recorded_text = occurred_text
-    elif not (
-        type(recorded_text) is str
-        and len(recorded_text) == 32
-        and recorded_text[10] == "T"
-        and recorded_text[19] == "."
-        and recorded_text[26] in "+-"
-    ):
+    elif not _canonical_time(recorded_text):
         recorded_text = recorded.isoformat()
     line = (
         f"{event_id}\t{case_text}\t{subject}\t{event_type_}\t{version}\t{context_}\t"
-        f"{producer_}\t{stream_id_}\t{sequence}\t{occurred_text}\t{recorded_text}\t{actor_}\t"
+        f"{producer_}\t{stream_id_}\t{w.sequence}\t{occurred_text}\t{recorded_text}\t{actor_}\t"
         f"{correlation}\t{causation}\t{key_}\t{'t' if known else 'f'}\t"
     ).encode()
     env.payload = RawPayload(data_, context, known, text, line + payload_text + b"\n")
