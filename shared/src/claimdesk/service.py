@@ -38,7 +38,7 @@ from claimdesk.metrics import DEAD_LETTERS
 from claimdesk.outbox import OutboxRelay
 from claimdesk.settings import Settings
 from claimdesk.telemetry import setup_logging, setup_tracing, spans_observed
-from claimdesk.timers import TimerHandler, TimerScheduler
+from claimdesk.timers import Housekeeping, TimerHandler, TimerScheduler
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class ServiceDefinition:
     migrations: Sequence[Migration] = ()
     routers: Sequence[APIRouter] = ()
     consumers: Callable[[Runtime], Sequence[ConsumerSpec]] = _none
-    timers: Callable[[Runtime], Mapping[str, TimerHandler]] = _no_timers
+    timers: Callable[[Runtime], Mapping[str, TimerHandler | Housekeeping]] = _no_timers
     background: Callable[[Runtime], Sequence[Callable[[], Awaitable[None]]]] = _none
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None

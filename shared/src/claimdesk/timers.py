@@ -11,10 +11,13 @@ sets fired_at back to NULL) and cancelling its own id changes nothing.
 Housekeeping is a timer too: a handler that deletes old rows a chunk at a time
 (`HOUSEKEEPING_CHUNK`) and re-arms its own id (`rearm`: a second later while chunks come back
 full, else an interval later), so it runs once across any number of processes and resumes
-after a restart. The scheduler keeps one of its own: fired timers are kept `keep_fired`
-(settings: `timer_keep_fired_days`, 7) for whoever looks into what fired when, then deleted,
-the oldest first, about once an hour (`PRUNE_FIRED`, armed a minute after each start).
-Scheduling an id again after that simply creates it anew.
+after a restart. A service registers one as a `Housekeeping` (its kind is its id): the
+scheduler arms it when it starts (`first` later; a start in any replica moves it sooner) and
+the open-timers gauge, which counts deadlines, leaves it out. The scheduler keeps one of its
+own: fired timers are kept `keep_fired` (settings: `timer_keep_fired_days`, 7) for whoever
+looks into what fired when, then deleted, the oldest first, about once an hour
+(`PRUNE_FIRED`, armed a minute after each start). Scheduling an id again after that simply
+creates it anew.
 """
 
 from __future__ import annotations
@@ -55,6 +58,15 @@ class Timer:
 
 
 TimerHandler = Callable[[asyncpg.Connection, Timer, datetime], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Housekeeping:
+    """A housekeeping kind's handler (which re-arms it, `rearm`) and when the scheduler arms
+    it after a start: `first` from then."""
+
+    handler: TimerHandler
+    first: timedelta = timedelta(0)
 
 
 async def schedule(
@@ -106,7 +118,7 @@ class TimerScheduler:
         self,
         pool: asyncpg.Pool,
         clock: Clock,
-        handlers: Mapping[str, TimerHandler],
+        handlers: Mapping[str, TimerHandler | Housekeeping],
         *,
         service: str,
         poll_s: float = 0.2,
@@ -115,7 +127,14 @@ class TimerScheduler:
     ) -> None:
         self.pool = pool
         self.clock = clock
-        self.handlers = {**handlers, PRUNE_FIRED: self._on_prune_fired}
+        self.housekeeping = {
+            **{k: h for k, h in handlers.items() if isinstance(h, Housekeeping)},
+            PRUNE_FIRED: Housekeeping(self._on_prune_fired, PRUNE_FIRED_FIRST),
+        }
+        self.handlers: dict[str, TimerHandler] = {
+            **{k: h for k, h in handlers.items() if not isinstance(h, Housekeeping)},
+            **{k: h.handler for k, h in self.housekeeping.items()},
+        }
         self.service = service
         self.poll_s = poll_s
         self.batch_size = batch_size
@@ -127,7 +146,7 @@ class TimerScheduler:
     async def run(self) -> None:
         self.running = True
         try:
-            await self._arm_pruning()
+            await self._arm_housekeeping()
             while True:
                 try:
                     n = await self.fire_due()
@@ -141,13 +160,15 @@ class TimerScheduler:
         finally:
             self.running = False
 
-    async def _arm_pruning(self) -> None:
+    async def _arm_housekeeping(self) -> None:
+        now = self.clock.now()
         try:
             async with self.pool.acquire() as conn:
-                due = self.clock.now() + PRUNE_FIRED_FIRST
-                await schedule(conn, PRUNE_FIRED, PRUNE_FIRED, due, {})
+                await schedule_many(
+                    conn, [(k, k, now + h.first, {}) for k, h in self.housekeeping.items()]
+                )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("fired-timer pruning not armed", extra={"cd_error": repr(exc)})
+            log.warning("housekeeping timers not armed", extra={"cd_error": repr(exc)})
 
     async def _on_prune_fired(self, conn: asyncpg.Connection, timer: Timer, now: datetime) -> None:
         pruned = await self.prune_fired(conn, now)
@@ -171,10 +192,11 @@ class TimerScheduler:
             nxt = await conn.fetchval("SELECT min(due_at) FROM timers WHERE fired_at IS NULL")
             if time.monotonic() >= self._gauge_at:
                 self._gauge_at = time.monotonic() + OPEN_GAUGE_EVERY_S
-                OPEN_TIMERS.labels(self.service).set(  # deadlines: the scheduler's own not counted
+                OPEN_TIMERS.labels(self.service).set(  # deadlines: housekeeping not counted
                     await conn.fetchval(
-                        "SELECT count(*) FROM timers WHERE fired_at IS NULL AND kind <> $1",
-                        PRUNE_FIRED,
+                        "SELECT count(*) FROM timers "
+                        "WHERE fired_at IS NULL AND kind <> ALL($1::text[])",
+                        list(self.housekeeping),
                     )
                 )
         if nxt is None:

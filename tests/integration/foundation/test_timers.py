@@ -9,7 +9,8 @@ import asyncpg
 from claimdesk.clock import ManualClock, SystemClock
 from claimdesk.settings import Settings
 from claimdesk.testing.plugin import eventually
-from claimdesk.timers import PRUNE_FIRED, Timer, TimerScheduler, schedule
+from claimdesk.timers import PRUNE_FIRED, Housekeeping, Timer, TimerScheduler, rearm, schedule
+from prometheus_client import REGISTRY
 
 from tests.support import store_in_schema
 
@@ -114,3 +115,63 @@ async def test_the_scheduler_prunes_through_its_own_stored_timer(settings: Setti
 async def _fired_count(pool: asyncpg.Pool, n: int) -> bool:
     async with pool.acquire() as conn:
         return await conn.fetchval("SELECT count(*) FROM timers WHERE fired_at IS NOT NULL") == n
+
+
+async def test_a_housekeeping_timer_is_armed_at_start_and_not_counted_as_a_deadline(
+    settings: Settings,
+) -> None:
+    """A service's housekeeping kind (`Housekeeping`): the scheduler arms it `first` after it
+    starts, it fires when due and re-arms itself; the open-timers gauge counts deadlines only."""
+    async with store_in_schema(settings, "timers_hk2") as (pool, _):
+        tidied: list[datetime] = []
+
+        async def tidy(conn: asyncpg.Connection, timer: Timer, now: datetime) -> None:
+            tidied.append(now)
+            await rearm(conn, timer, now, more=False, every=timedelta(hours=2))
+
+        async def handler(conn: asyncpg.Connection, timer: Timer, now: datetime) -> None:
+            pass
+
+        clock = ManualClock()
+        start = clock.now()
+        async with pool.acquire() as conn:
+            await schedule(conn, "deadline", "k", start + timedelta(days=1), {})
+        service = f"hk-{settings.schema_prefix}"
+        scheduler = TimerScheduler(
+            pool,
+            clock,
+            {"k": handler, "tidy": Housekeeping(tidy, first=timedelta(minutes=5))},
+            service=service,
+            poll_s=0.05,
+        )
+
+        async def due(timer_id: str) -> datetime | None:
+            async with pool.acquire() as conn:
+                value: datetime | None = await conn.fetchval(
+                    "SELECT due_at FROM timers WHERE timer_id = $1 AND fired_at IS NULL", timer_id
+                )
+                return value
+
+        task = asyncio.create_task(scheduler.run())
+        try:
+
+            async def armed() -> bool:
+                return await due("tidy") == start + timedelta(minutes=5)
+
+            await eventually(armed, timeout=10, interval=0.05)
+            assert await due(PRUNE_FIRED) == start + timedelta(minutes=1)
+
+            def deadlines_counted() -> bool:  # the deadline; neither housekeeping timer
+                labels = {"service": service}
+                return REGISTRY.get_sample_value("claimdesk_open_timers", labels) == 1
+
+            await eventually(deadlines_counted, timeout=10, interval=0.05)
+            clock.advance(timedelta(minutes=5, seconds=1))
+
+            async def tidied_and_rearmed() -> bool:
+                return len(tidied) == 1 and await due("tidy") == clock.now() + timedelta(hours=2)
+
+            await eventually(tidied_and_rearmed, timeout=10, interval=0.05)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -8,7 +8,7 @@ from datetime import datetime
 import asyncpg
 from claimdesk.consumer import ConsumerSpec
 from claimdesk.service import Runtime, ServiceDefinition
-from claimdesk.timers import Timer, TimerHandler
+from claimdesk.timers import Housekeeping, Timer, TimerHandler
 
 from dispatch import access, demo, handlers
 from dispatch.api import router
@@ -29,7 +29,6 @@ def make_definition(dispatch_settings: DispatchSettings | None = None) -> Servic
         rt.extras.setdefault("sms", LogSmsGateway(rt.settings.data_dir / "sms-dispatch.log"))
         async with rt.pool.acquire() as conn:
             await access.install(rt).load(conn)
-        await handlers.arm_pruning(rt)
         if rt.settings.demo:
             roster = await demo.seed(rt)
             await demo.write_credentials(rt, roster)
@@ -64,7 +63,7 @@ def make_definition(dispatch_settings: DispatchSettings | None = None) -> Servic
             )
         ]
 
-    def timers(rt: Runtime) -> dict[str, TimerHandler]:
+    def timers(rt: Runtime) -> dict[str, TimerHandler | Housekeeping]:
         def bind(
             fn: Callable[[Runtime, asyncpg.Connection, Timer, datetime], Awaitable[None]],
         ) -> TimerHandler:
@@ -78,7 +77,9 @@ def make_definition(dispatch_settings: DispatchSettings | None = None) -> Servic
             "notify_sms": bind(handlers.on_notify_sms),
             "notify_customer": bind(handlers.on_notify_customer),
             "notify_webhook": bind(handlers.on_notify_webhook),
-            handlers.PRUNE_TIMER: bind(handlers.on_prune),
+            # due at each start (a service down for a while prunes when it comes back), then
+            # every prune_interval_s (on_prune re-arms it)
+            handlers.PRUNE_TIMER: Housekeeping(bind(handlers.on_prune)),
         }
 
     def background(rt: Runtime):  # type: ignore[no-untyped-def]

@@ -965,13 +965,6 @@ PRUNE_TIMER = "prune"  # a housekeeping timer (claimdesk.timers): re-arms itself
 FEED_PRUNED_KEY = "feed_pruned_through"  # dispatch_config: the last feed position pruned
 
 
-async def arm_pruning(rt: Runtime) -> None:
-    """Due now, then every `prune_interval_s` (`on_prune` re-arms itself); each start moves it
-    to now, so a service down for a while prunes when it comes back."""
-    async with rt.pool.acquire() as conn:
-        await schedule(conn, PRUNE_TIMER, PRUNE_TIMER, rt.clock.now(), {})
-
-
 async def on_prune(rt: Runtime, conn: asyncpg.Connection, timer: Timer, now: datetime) -> None:
     """Drop the rows only the live service needed, once older than `retention_days`: the
     stream's feed rows (the oldest first, by position; the position pruned through is kept,
