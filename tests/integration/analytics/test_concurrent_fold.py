@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
+import pytest
 from analytics.bootstrap import DEFINITION
 from analytics.codec import decode_fast
 from analytics.consumers import consumer_specs, fold_config
@@ -152,6 +153,48 @@ async def test_a_fold_that_meets_events_another_just_folded_folds_onto_its_rows(
         assert row["surveyor_id"] == "S001"
         assert row["acknowledged_at"] == acked.occurred_at
         assert (stats["assigned"], stats["acknowledged"]) == (1, 1)
+
+
+async def test_two_folds_creating_one_row_at_once_never_overwrite_each_other(
+    settings: Settings,
+) -> None:
+    """Two folds of different events of one new job at once (its events keyed apart: what the
+    producers must not do, `docs/analytics.md`). Neither could lock the absent row; the
+    second insert of it is a unique violation, and the batch folded again (as the consumer
+    does, one event at a time) adds to the first one's row instead of replacing it."""
+    async with analytics_pool(settings) as pool:
+        cfg = fold_config(AnalyticsSettings())
+        job = {"job_id": "J-R2", "case_id": "R2", "surveyor_id": "S002"}
+        stream = "job-J-R2"
+        assigned = message(
+            de.SurveyorAssigned(
+                **job, policy_version="v1", reason="nearest", ack_due_at=datetime.now(UTC)
+            ),
+            stream,
+            "dispatch",
+            1,
+        )
+        acked = message(de.JobAcknowledged(**job), stream, "dispatch", 2)
+        async with pool.acquire() as a, pool.acquire() as b:
+            tx_a = a.transaction()
+            await tx_a.start()
+            assert await Folder(cfg).apply(a, [assigned]) == [assigned]
+            tx_b = b.transaction()
+            await tx_b.start()
+            folding_b = asyncio.create_task(Folder(cfg).apply(b, [acked]))
+            await asyncio.sleep(0.5)
+            assert not folding_b.done()  # its insert of the job waits on the other's
+            await tx_a.commit()
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await asyncio.wait_for(folding_b, 10)
+            await tx_b.rollback()
+            async with b.transaction():
+                assert await Folder(cfg).apply(b, [acked]) == [acked]
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM jobs WHERE job_id = 'J-R2'")
+        assert row["assigned_at"] == assigned.occurred_at
+        assert row["surveyor_id"] == "S002"
+        assert row["acknowledged_at"] == acked.occurred_at
 
 
 async def test_a_rebuild_swap_and_a_live_fold_wait_for_each_other_without_deadlock(

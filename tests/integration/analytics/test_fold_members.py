@@ -1,9 +1,8 @@
 """The fold's consumer group with two members (two analytics replicas, as the prod overlay
 runs): aiokafka's assignor (round-robin over all the group's partitions) deals them the
 partitions of its three topics evenly, and together they fold the same tables as one pass
-over the whole history. That holds because the producers key every event of an entity alike
-(a complaint's events all by its case), so one entity's events are never folded by both at
-once (`docs/analytics.md`, "Scaling the fold")."""
+over the whole history (`docs/analytics.md`, "Scaling the fold"). Where two folds meet on a
+row, see test_concurrent_fold."""
 
 from __future__ import annotations
 

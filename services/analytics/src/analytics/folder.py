@@ -66,6 +66,8 @@ class Folder:
         # wrote so far; a key never written cannot be in the table, so it is not looked up.
         self._written: dict[str, set[str]] | None = {} if fresh_keys else None
         self._upsert = {t.name: t.upsert_sql(self.t(t), from_json=True) for t in ALL_TABLES}
+        self._new_rows = {t.name: t.new_rows_sql(self.t(t)) for t in ALL_TABLES}
+        self._update_rows = {t.name: t.update_rows_sql(self.t(t)) for t in ALL_TABLES}
         self._insert_history_sql = (
             CASE_EVENTS.insert_sql(self.t(CASE_EVENTS)).replace(
                 "ON CONFLICT DO NOTHING", "ON CONFLICT (event_id) DO NOTHING"
@@ -217,11 +219,20 @@ class Folder:
             await conn.execute(sql, *args)
 
     def _statements(self, result: BatchFold) -> list[tuple[str, list[str]]]:
-        """The upserts that write a fold's result: (sql, arguments), in a fixed order (rows
-        by key, so concurrent writers lock them in the same order)."""
+        """The statements that write a fold's result: (sql, arguments), in a fixed order (rows
+        by key, so concurrent writers lock them in the same order). Entity rows the fold
+        loaded are updated; those it found absent are inserted (see `Table.new_rows_sql`).
+        Counter tables take added deltas (upserts)."""
         out: list[tuple[str, list[str]]] = []
         for name, rows in sorted(result.rows.items()):
-            out.append((self._upsert[name], [_json_rows([rows[k] for k in sorted(rows)])]))
+            before = result.before.get(name, {})
+            keys = sorted(rows)
+            loaded = [rows[k] for k in keys if before.get(k) is not None]
+            absent = [rows[k] for k in keys if before.get(k) is None]
+            if loaded:
+                out.append((self._update_rows[name], [_json_rows(loaded)]))
+            if absent:
+                out.append((self._new_rows[name], [_json_rows(absent)]))
         if result.case_counts:
             items = sorted(result.case_counts.items())
             rows = [

@@ -73,6 +73,25 @@ class Table:
         select = self._select_json(t) if from_json else self._select()
         return f"INSERT INTO {t} ({', '.join(self.column_names)}) {select} ON CONFLICT DO NOTHING"
 
+    def new_rows_sql(self, name: str | None = None) -> str:
+        """Insert rows (a JSON array) whose keys the fold found absent, with no ON CONFLICT: a
+        row another transaction inserted meanwhile is a unique violation (the consumer then
+        folds the batch again, one event at a time, onto that row), never silently replaced.
+        Also cheaper: no speculative insertion."""
+        t = name or self.name
+        return f"INSERT INTO {t} ({', '.join(self.column_names)}) {self._select_json(t)}"
+
+    def update_rows_sql(self, name: str | None = None) -> str:
+        """Rewrite rows the fold loaded (and locked): every column but the key, from a JSON
+        array of the rows."""
+        t = name or self.name
+        sets = ", ".join(f"{c} = r.{c}" for c in self.column_names if c not in self.key)
+        match = " AND ".join(f"{t}.{k} = r.{k}" for k in self.key)
+        return (
+            f"UPDATE {t} SET {sets} "
+            f"FROM json_populate_recordset(NULL::{t}, $1::text::json) AS r WHERE {match}"
+        )
+
     def upsert_sql(self, name: str | None = None, *, from_json: bool = False) -> str:
         t = name or self.name
         cols = self.column_names
