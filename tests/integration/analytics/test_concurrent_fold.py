@@ -57,6 +57,28 @@ def message(e: Event, stream_id: str, producer: str, sequence: int = 1) -> Envel
     return decode_fast(wire_message(row)[1])  # type: ignore[arg-type]
 
 
+def job_life(case_id: str, surveyor_id: str) -> tuple[Envelope, Envelope, Envelope]:
+    """A job of `case_id` opened, assigned to `surveyor_id` and acknowledged, as published."""
+    job = {"job_id": f"J-{case_id}", "case_id": case_id}
+    stream = f"job-J-{case_id}"
+    opened = de.JobOpened(
+        **job, insurer_code="PICC", loss_type="collision", loss_address="x", survey_place="scene"
+    )
+    assigned = de.SurveyorAssigned(
+        **job,
+        surveyor_id=surveyor_id,
+        policy_version="v1",
+        reason="nearest",
+        ack_due_at=datetime.now(UTC),
+    )
+    acked = de.JobAcknowledged(**job, surveyor_id=surveyor_id)
+    return (
+        message(opened, stream, "dispatch", 1),
+        message(assigned, stream, "dispatch", 2),
+        message(acked, stream, "dispatch", 3),
+    )
+
+
 @contextlib.asynccontextmanager
 async def analytics_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """A pool on this test's analytics schema, migrated."""
@@ -117,22 +139,7 @@ async def test_a_fold_that_meets_events_another_just_folded_folds_onto_its_rows(
     opened and assigned by one fold keeps those facts when the other adds the acknowledgement."""
     async with analytics_pool(settings) as pool:
         cfg = fold_config(AnalyticsSettings())
-        job = {"job_id": "J-R1", "case_id": "R1", "surveyor_id": "S001"}
-        stream = "job-J-R1"
-        opened = message(
-            de.JobOpened(**{k: job[k] for k in ("job_id", "case_id")}, insurer_code="PICC",
-                         loss_type="collision", loss_address="x", survey_place="scene"),
-            stream, "dispatch", 1,
-        )  # fmt: skip
-        assigned = message(
-            de.SurveyorAssigned(
-                **job, policy_version="v1", reason="nearest", ack_due_at=datetime.now(UTC)
-            ),
-            stream,
-            "dispatch",
-            2,
-        )
-        acked = message(de.JobAcknowledged(**job), stream, "dispatch", 3)
+        opened, assigned, acked = job_life("R1", "S001")
         async with pool.acquire() as a, pool.acquire() as b:
             tx_a = a.transaction()
             await tx_a.start()
@@ -164,17 +171,7 @@ async def test_two_folds_creating_one_row_at_once_never_overwrite_each_other(
     does, one event at a time) adds to the first one's row instead of replacing it."""
     async with analytics_pool(settings) as pool:
         cfg = fold_config(AnalyticsSettings())
-        job = {"job_id": "J-R2", "case_id": "R2", "surveyor_id": "S002"}
-        stream = "job-J-R2"
-        assigned = message(
-            de.SurveyorAssigned(
-                **job, policy_version="v1", reason="nearest", ack_due_at=datetime.now(UTC)
-            ),
-            stream,
-            "dispatch",
-            1,
-        )
-        acked = message(de.JobAcknowledged(**job), stream, "dispatch", 2)
+        _, assigned, acked = job_life("R2", "S002")
         async with pool.acquire() as a, pool.acquire() as b:
             tx_a = a.transaction()
             await tx_a.start()

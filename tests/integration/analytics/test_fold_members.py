@@ -11,8 +11,7 @@ import contextlib
 from typing import Any
 
 from analytics.bootstrap import DEFINITION
-from analytics.consumers import consumer_specs, fold_config
-from analytics.rebuild import rebuild
+from analytics.consumers import consumer_specs
 from analytics.settings import AnalyticsSettings
 from analytics.tables import MIGRATIONS
 from claimdesk.clock import SystemClock
@@ -22,7 +21,7 @@ from claimdesk.kafka import ensure_topics
 from claimdesk.service import Runtime
 from claimdesk.testing.plugin import eventually, make_settings
 
-from tests.integration.analytics.test_pipelined_fold import snapshot
+from tests.integration.analytics.test_pipelined_fold import rebuilt, snapshot, stored_all
 from tests.integration.analytics.workload import producers, random_workload
 
 
@@ -58,18 +57,12 @@ async def test_two_members_share_the_topics_evenly_and_fold_what_one_pass_folds(
         async with producers(settings) as p:
             await random_workload(p, cases=60)
 
-            async def all_stored() -> bool:
-                async with pool.acquire() as conn:
-                    n = await conn.fetchval("SELECT count(*) FROM case_events")
-                return bool(n == p.appended)
-
-            await eventually(all_stored, timeout=60)
+            await eventually(lambda: stored_all(pool, p.appended), timeout=60)
             assert _evenly_split(members, 9)  # no rebalance moved the work to one member
             assert all(m.stats.handled > 0 for m in members)
             assert sum(m.stats.handled for m in members) == p.appended
             live = await snapshot(pool)
-        await rebuild(pool, settings, fold_config(AnalyticsSettings()), schema=runtime.schema)
-        assert await snapshot(pool) == live
+        assert await rebuilt(pool, settings, runtime) == live
     finally:
         for t in tasks:
             t.cancel()

@@ -80,26 +80,31 @@ async def test_crash_before_offset_commit_counts_nothing_twice(settings: Setting
             )
             tasks.append(asyncio.create_task(second.run()))
 
-            async def all_stored() -> bool:
-                async with pool.acquire() as conn:
-                    n = await conn.fetchval("SELECT count(*) FROM case_events")
-                return bool(n == p.appended)
-
-            await eventually(all_stored, timeout=30)
+            await eventually(lambda: stored_all(pool, p.appended), timeout=30)
             await eventually(
                 lambda: second.stats.skipped_duplicates >= first.stats.handled, timeout=10
             )
             assert first.stats.handled + second.stats.handled == p.appended
             live = await snapshot(pool)
-        # Folding everything once, from scratch, gives the same tables.
-        await rebuild(pool, settings, fold_config(AnalyticsSettings()), schema=runtime.schema)
-        assert await snapshot(pool) == live
+        assert await rebuilt(pool, settings, runtime) == live
     finally:
         for t in tasks:
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await pool.close()
+
+
+async def stored_all(pool: asyncpg.Pool, n: int) -> bool:
+    """The history holds `n` events."""
+    async with pool.acquire() as conn:
+        return bool(await conn.fetchval("SELECT count(*) FROM case_events") == n)
+
+
+async def rebuilt(pool: asyncpg.Pool, settings: Settings, runtime: Runtime) -> dict[str, list[str]]:
+    """The tables folded anew from the whole history, once (what the live ones must equal)."""
+    await rebuild(pool, settings, fold_config(AnalyticsSettings()), schema=runtime.schema)
+    return await snapshot(pool)
 
 
 async def _published_all(p: Any) -> bool:
