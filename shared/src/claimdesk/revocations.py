@@ -110,10 +110,16 @@ def ride_along(runtime: Runtime, spec: ConsumerSpec) -> None:
 async def load(runtime: Runtime, conn: asyncpg.Connection, *, replace: bool = True) -> None:
     """Read the revoked ids that have not expired. `replace=False` adds them to what the
     process holds instead: a read that began before this process's own consumer committed an
-    id must not drop that id again (revocations only grow until they expire)."""
+    id must not drop that id again (revocations only grow until they expire). Replacing (to
+    let expired ids go) keeps the ids the consumer added while the read ran, for the same
+    reason."""
+    held = runtime.revoked_tokens
     rows = await conn.fetch("SELECT token_id FROM revoked_tokens WHERE expires_at > now()")
     loaded = frozenset(r["token_id"] for r in rows)
-    runtime.revoked_tokens = loaded if replace else runtime.revoked_tokens | loaded
+    if replace:
+        runtime.revoked_tokens = loaded | (runtime.revoked_tokens - held)
+    else:
+        runtime.revoked_tokens = runtime.revoked_tokens | loaded
 
 
 async def keep_fresh(runtime: Runtime) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
+from claimdesk import revocations
 from claimdesk.auth import issue_token, principal_for_token
 from claimdesk.errors import Unauthorized
 from claimdesk.events.intake import StaffTokensRevoked
@@ -50,3 +53,31 @@ async def test_a_service_without_an_intake_consumer_learns_revocations_with_its_
                 "SELECT expires_at FROM revoked_tokens WHERE token_id = $1", jti
             )
         assert stored == revoked.expires_at  # kept until then, and loaded by a process at start
+
+
+async def test_the_hourly_reread_keeps_an_id_revoked_while_it_ran(settings: Settings) -> None:
+    """The re-read that lets expired ids go replaces the ids a process holds; an id this
+    process's consumer added meanwhile (its transaction not yet committed when the read
+    began) stays refused instead of being accepted until the next refresh."""
+    async with store_in_schema(settings, "revocations") as (pool, _):
+        now = datetime.now(UTC)
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO revoked_tokens (token_id, expires_at, revoked_at) VALUES "
+                "('expired', $1, $2), ('kept', $3, $2)",
+                now - timedelta(minutes=1),
+                now - timedelta(hours=2),
+                now + timedelta(hours=1),
+            )
+        runtime = SimpleNamespace(revoked_tokens=frozenset({"expired", "kept"}))
+        async with pool.acquire() as blocker, pool.acquire() as reader:
+            lock = blocker.transaction()
+            await lock.start()
+            await blocker.execute("LOCK TABLE revoked_tokens IN ACCESS EXCLUSIVE MODE")
+            reading = asyncio.create_task(revocations.load(runtime, reader))  # type: ignore[arg-type]
+            await asyncio.sleep(0.3)
+            assert not reading.done()  # the read waits on the lock
+            runtime.revoked_tokens |= {"just-revoked"}  # as the consumer's `record` does
+            await lock.rollback()
+            await asyncio.wait_for(reading, 10)
+        assert runtime.revoked_tokens == {"kept", "just-revoked"}  # the expired one is gone
