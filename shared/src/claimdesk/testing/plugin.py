@@ -91,16 +91,19 @@ def make_settings(
         "log_level": "WARNING",
         "kafka_partitions": 2,
         "gc_freeze": False,
-        "data_dir": Path(tempfile.mkdtemp(prefix="claimdesk-data-")),
         **names,
+        **overrides,
     }
-    values.update(overrides)
+    if "data_dir" not in values:  # a directory of its own (the fixture passes tmp_path's)
+        values["data_dir"] = Path(tempfile.mkdtemp(prefix="claimdesk-data-"))
     return Settings(**values)
 
 
 @pytest.fixture
-def settings(pg_url: str, kafka_bootstrap: str, names: dict[str, str]) -> Settings:
-    return make_settings(pg_url, kafka_bootstrap, names)
+def settings(pg_url: str, kafka_bootstrap: str, names: dict[str, str], tmp_path: Path) -> Settings:
+    """This test's settings; its data dir lies in pytest's tmp_path (pytest keeps the last few
+    runs' and removes older ones)."""
+    return make_settings(pg_url, kafka_bootstrap, names, data_dir=tmp_path / "claimdesk-data")
 
 
 @dataclass
