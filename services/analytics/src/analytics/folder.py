@@ -65,9 +65,15 @@ class Folder:
         # `fresh_keys` (a rebuild writer that alone writes its tables, from empty): the keys it
         # wrote so far; a key never written cannot be in the table, so it is not looked up.
         self._written: dict[str, set[str]] | None = {} if fresh_keys else None
-        self._upsert = {t.name: t.upsert_sql(self.t(t), from_json=True) for t in ALL_TABLES}
-        self._new_rows = {t.name: t.new_rows_sql(self.t(t)) for t in ALL_TABLES}
-        self._update_rows = {t.name: t.update_rows_sql(self.t(t)) for t in ALL_TABLES}
+        # Entity tables (one row per key, folded from loaded rows) and counter tables (deltas).
+        entities = [
+            t for t in ALL_TABLES if len(t.key) == 1 and t is not CASE_EVENTS and not t.counters
+        ]
+        self._upsert = {
+            t.name: t.upsert_sql(self.t(t), from_json=True) for t in ALL_TABLES if t.counters
+        }
+        self._new_rows = {t.name: t.new_rows_sql(self.t(t)) for t in entities}
+        self._update_rows = {t.name: t.update_rows_sql(self.t(t)) for t in entities}
         self._insert_history_sql = (
             CASE_EVENTS.insert_sql(self.t(CASE_EVENTS)).replace(
                 "ON CONFLICT DO NOTHING", "ON CONFLICT (event_id) DO NOTHING"
@@ -80,8 +86,7 @@ class Folder:
                 f"SELECT {', '.join(t.column_names)} FROM {self.t(t)} "
                 f"WHERE {t.key[0]} = ANY($1::text[]) ORDER BY {t.key[0]} FOR UPDATE"
             )
-            for t in ALL_TABLES
-            if len(t.key) == 1 and t is not CASE_EVENTS and not t.counters
+            for t in entities
         }
         if copy_history:  # the only writer: no row locks needed
             self._load = {k: v.replace(" FOR UPDATE", "") for k, v in self._load.items()}
