@@ -343,9 +343,7 @@ async def fold_rate(
     schema = settings.schema_name("analytics")
     conn = await asyncpg.connect(settings.database_url)
     try:
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        await conn.execute(f"SET search_path TO {schema}")
-        await migrate(conn, schema, [*CORE_MIGRATIONS, *MIGRATIONS])
+        await migrate(conn, schema, [*CORE_MIGRATIONS, *MIGRATIONS])  # creates the schema
         # Each fold starts from the same state: no dirty pages or WAL of what ran before.
         await conn.execute("CHECKPOINT")
     finally:
@@ -563,7 +561,6 @@ async def main(quick: bool = False) -> str:
 
         thresholds = gc.get_threshold()
         tune_gc()
-        # Each fold (1 member, then one per core) right after its own raw read.
         # Interleaved rounds; in each, every fold (1 member, then one per core) right after its
         # own raw read. Each row reports the round with the median ratio.
         runs: dict[int, list[FoldRun]] = {m: [] for m in FOLD_MEMBERS}
