@@ -16,9 +16,11 @@ from analytics.bootstrap import DEFINITION
 from analytics.codec import decode_fast
 from analytics.consumers import consumer_specs, fold_config
 from analytics.folder import Folder, share_tables
+from analytics.projections import FoldConfig
 from analytics.rebuild import SHADOW, prepare_shadow, swap_in
 from analytics.settings import AnalyticsSettings
 from analytics.tables import MIGRATIONS
+from asyncpg.transaction import Transaction
 from claimdesk.clock import SystemClock
 from claimdesk.db import CORE_MIGRATIONS, create_pool, migrate
 from claimdesk.events import dispatch as de
@@ -93,23 +95,33 @@ async def analytics_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
+@contextlib.asynccontextmanager
+async def second_fold_waiting(
+    pool: asyncpg.Pool, cfg: FoldConfig, first: list[Envelope], second: list[Envelope]
+) -> AsyncIterator[tuple[asyncio.Task[list[Envelope]], asyncpg.Connection, Transaction]]:
+    """`first` folded (all of it stored) in a transaction held open; `second` folded in another
+    meanwhile, which waits on the first (checked); then the first commits. Yields the second
+    fold's task, its connection and its transaction, still open."""
+    async with pool.acquire() as a, pool.acquire() as b:
+        tx_a = a.transaction()
+        await tx_a.start()
+        assert await Folder(cfg).apply(a, first) == first
+        tx_b = b.transaction()
+        await tx_b.start()
+        folding_b = asyncio.create_task(Folder(cfg).apply(b, second))
+        await asyncio.sleep(0.5)
+        assert not folding_b.done()  # it waits on the first fold's uncommitted rows
+        await tx_a.commit()
+        yield folding_b, b, tx_b
+
+
 async def test_two_folds_of_the_same_events_store_and_count_each_once(settings: Settings) -> None:
     assert consumer_specs(Runtime(DEFINITION, settings, SystemClock()))[0].batch_dedupes
     async with analytics_pool(settings) as pool:
         cfg = fold_config(AnalyticsSettings())
         events = [published(f"R{i}") for i in range(30)]
         first, second = events[:20], events[10:]  # ten in both
-        async with pool.acquire() as a, pool.acquire() as b:
-            tx_a = a.transaction()
-            await tx_a.start()
-            stored_a = await Folder(cfg).apply(a, first)
-            assert stored_a == first
-            tx_b = b.transaction()
-            await tx_b.start()
-            folding_b = asyncio.create_task(Folder(cfg).apply(b, second))
-            await asyncio.sleep(0.5)
-            assert not folding_b.done()  # waits on the other fold's uncommitted history
-            await tx_a.commit()
+        async with second_fold_waiting(pool, cfg, first, second) as (folding_b, _, tx_b):
             stored_b = await asyncio.wait_for(folding_b, 10)
             await tx_b.commit()
         assert stored_b == events[20:]  # the ten stored by the other fold are not folded again
@@ -140,16 +152,8 @@ async def test_a_fold_that_meets_events_another_just_folded_folds_onto_its_rows(
     async with analytics_pool(settings) as pool:
         cfg = fold_config(AnalyticsSettings())
         opened, assigned, acked = job_life("R1", "S001")
-        async with pool.acquire() as a, pool.acquire() as b:
-            tx_a = a.transaction()
-            await tx_a.start()
-            assert await Folder(cfg).apply(a, [opened, assigned]) == [opened, assigned]
-            tx_b = b.transaction()
-            await tx_b.start()
-            folding_b = asyncio.create_task(Folder(cfg).apply(b, [assigned, acked]))
-            await asyncio.sleep(0.5)
-            assert not folding_b.done()  # its history waits on the other's
-            await tx_a.commit()
+        waiting = second_fold_waiting(pool, cfg, [opened, assigned], [assigned, acked])
+        async with waiting as (folding_b, _, tx_b):  # its history waits on the other's
             assert await asyncio.wait_for(folding_b, 10) == [acked]
             await tx_b.commit()
         async with pool.acquire() as conn:
@@ -172,16 +176,8 @@ async def test_two_folds_creating_one_row_at_once_never_overwrite_each_other(
     async with analytics_pool(settings) as pool:
         cfg = fold_config(AnalyticsSettings())
         _, assigned, acked = job_life("R2", "S002")
-        async with pool.acquire() as a, pool.acquire() as b:
-            tx_a = a.transaction()
-            await tx_a.start()
-            assert await Folder(cfg).apply(a, [assigned]) == [assigned]
-            tx_b = b.transaction()
-            await tx_b.start()
-            folding_b = asyncio.create_task(Folder(cfg).apply(b, [acked]))
-            await asyncio.sleep(0.5)
-            assert not folding_b.done()  # its insert of the job waits on the other's
-            await tx_a.commit()
+        async with second_fold_waiting(pool, cfg, [assigned], [acked]) as (folding_b, b, tx_b):
+            # its insert of the job waited on the other's
             with pytest.raises(asyncpg.UniqueViolationError):
                 await asyncio.wait_for(folding_b, 10)
             await tx_b.rollback()

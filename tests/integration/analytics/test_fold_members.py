@@ -7,7 +7,6 @@ row, see test_concurrent_fold."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from analytics.bootstrap import DEFINITION
@@ -21,7 +20,7 @@ from claimdesk.kafka import ensure_topics
 from claimdesk.service import Runtime
 from claimdesk.testing.plugin import eventually, make_settings
 
-from tests.integration.analytics.test_pipelined_fold import rebuilt, snapshot, stored_all
+from tests.integration.analytics.test_pipelined_fold import rebuilt, snapshot, stop, stored_all
 from tests.integration.analytics.workload import producers, random_workload
 
 
@@ -64,11 +63,7 @@ async def test_two_members_share_the_topics_evenly_and_fold_what_one_pass_folds(
             live = await snapshot(pool)
         assert await rebuilt(pool, settings, runtime) == live
     finally:
-        for t in tasks:
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        await pool.close()
+        await stop(tasks, pool)
 
 
 def test_the_fold_takes_its_batch_size_from_the_analytics_settings(

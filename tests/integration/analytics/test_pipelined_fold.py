@@ -88,11 +88,16 @@ async def test_crash_before_offset_commit_counts_nothing_twice(settings: Setting
             live = await snapshot(pool)
         assert await rebuilt(pool, settings, runtime) == live
     finally:
-        for t in tasks:
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        await pool.close()
+        await stop(tasks, pool)
+
+
+async def stop(tasks: list[asyncio.Task[Any]], pool: asyncpg.Pool) -> None:
+    """Cancel the consumers' tasks (whatever they ended with), then close the pool."""
+    for t in tasks:
+        t.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
+    await pool.close()
 
 
 async def stored_all(pool: asyncpg.Pool, n: int) -> bool:
